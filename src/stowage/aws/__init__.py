@@ -1,0 +1,1 @@
+"""The AWS boundary: the only package that imports boto3/botocore."""

@@ -1,0 +1,72 @@
+"""Settings from the environment (``STOWAGE_*``)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "stowage"
+
+
+class Settings(BaseSettings):
+    """All of Stowage's settings; every field can be set with ``STOWAGE_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="STOWAGE_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    admin_token: str | None = None
+    secret_key: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # STS session length for assumed roles; AWS allows 900..43200 seconds.
+    sts_duration_seconds: int = 3600
+    # Test-only escape hatch: allow sessions shorter than AWS's 900 s minimum (emulators accept them).
+    allow_short_sessions: bool = False
+    # Refresh cached credentials this many seconds before they expire (botocore's advisory window).
+    credential_refresh_seconds: int = 900
+    validation_timeout_seconds: float = 30.0
+    revalidate_interval_minutes: int = 30
+    revalidate_concurrency: int = 4
+    sts_calls_per_second: float = 10.0
+    scheduler_enabled: bool = True
+    log_level: str = "INFO"
+
+    @field_validator("sts_duration_seconds")
+    @classmethod
+    def _duration_in_range(cls, value: int) -> int:
+        if value < 1 or value > 43200:
+            raise ValueError("STOWAGE_STS_DURATION_SECONDS must be between 900 and 43200")
+        return value
+
+    @property
+    def effective_sts_duration(self) -> int:
+        """The session length actually asked of STS (AWS's minimum unless short sessions are allowed)."""
+        if self.allow_short_sessions:
+            return self.sts_duration_seconds
+        return max(900, self.sts_duration_seconds)
+
+    @property
+    def effective_refresh_seconds(self) -> int:
+        """The refresh window, never more than half of a session (short test sessions)."""
+        return min(self.credential_refresh_seconds, self.effective_sts_duration // 2)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL: ``STOWAGE_DATABASE_URL`` or SQLite under the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'stowage.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Pure rules of Stowage: no I/O, no frameworks."""

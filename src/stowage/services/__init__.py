@@ -1,0 +1,1 @@
+"""Use cases of Stowage; adapters (api, web, cli, agent) call these."""

@@ -1,0 +1,154 @@
+"""Database tables (SQLAlchemy 2 declarative models)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def new_id() -> str:
+    """A new random id (UUID4 as text)."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite hands back naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    """Base of all tables."""
+
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}
+
+
+class Tenant(Base):
+    """An organisation using Stowage."""
+
+    __tablename__ = "tenants"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Project(Base):
+    """A project of a tenant; owns backup locations and an External ID."""
+
+    __tablename__ = "projects"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_projects_tenant_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    external_id: Mapped[str] = mapped_column(String(128))
+    external_id_rotated_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ApiToken(Base):
+    """An API token with a role in one tenant; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Location(Base):
+    """A saved backup location."""
+
+    __tablename__ = "locations"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_locations_project_name"),
+        Index("ix_locations_project_created", "project_id", "created_at"),
+        Index("ix_locations_due", "next_validation_at"),
+        # At most one default per project, enforced by the database itself.
+        Index(
+            "uq_locations_one_default",
+            "project_id",
+            unique=True,
+            sqlite_where=text("is_default"),
+            postgresql_where=text("is_default"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    provider: Mapped[str] = mapped_column(String(16))
+    bucket: Mapped[str] = mapped_column(String(63))
+    region: Mapped[str] = mapped_column(String(64))
+    s3_url: Mapped[str | None] = mapped_column(String(2048), default=None)
+    force_path_style: Mapped[bool] = mapped_column(Boolean, default=False)
+    ca_cert: Mapped[str | None] = mapped_column(Text, default=None)
+    prefix: Mapped[str | None] = mapped_column(String(512), default=None)
+    kms_key_arn: Mapped[str | None] = mapped_column(String(2048), default=None)
+    volume_snapshots: Mapped[bool] = mapped_column(Boolean, default=True)
+    is_default: Mapped[bool] = mapped_column(Boolean, default=False)
+    agent_access: Mapped[str] = mapped_column(String(16), default="brokered")
+    credential_type: Mapped[str] = mapped_column(String(16))
+    role_arn: Mapped[str | None] = mapped_column(String(2048), default=None)
+    access_key_id: Mapped[str | None] = mapped_column(String(128), default=None)
+    # Fernet token of the secret access key; never returned by the API.
+    secret_access_key_enc: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    status: Mapped[str] = mapped_column(String(16), default="Unverified")
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    last_validated_at: Mapped[datetime | None] = mapped_column(default=None)
+    revalidate_interval_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    next_validation_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ValidationRecord(Base):
+    """One stored validation report of a location (the last 20 are kept)."""
+
+    __tablename__ = "validations"
+    __table_args__ = (Index("ix_validations_location_created", "location_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    location_id: Mapped[str] = mapped_column(ForeignKey("locations.id", ondelete="CASCADE"))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    trigger: Mapped[str] = mapped_column(String(16))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
