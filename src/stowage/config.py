@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     revalidate_concurrency: int = 4
     sts_calls_per_second: float = 10.0
     scheduler_enabled: bool = True
+    # How often the scheduler looks for due locations (seconds; tests use a few seconds).
+    scheduler_tick_seconds: int = 60
     log_level: str = "INFO"
 
     @field_validator("sts_duration_seconds")

@@ -329,18 +329,27 @@ class LocationService:
             self._record(session, location_id, report, trigger, now)
         return report
 
-    def due_location_ids(self, *, limit: int = 100) -> list[str]:
-        """Ids of locations whose scheduled re-validation is due."""
+    def claim_due(self, *, lease_seconds: int = 600, limit: int = 100) -> list[str]:
+        """Ids of locations due for re-validation, claimed by pushing their due time ``lease_seconds`` ahead."""
         now = self._clock()
         with self._db.session() as session:
-            return list(
-                session.scalars(
-                    select(Location.id)
-                    .where(or_(Location.next_validation_at.is_(None), Location.next_validation_at <= now))
-                    .order_by(Location.next_validation_at)
-                    .limit(limit)
-                )
+            query = (
+                select(Location.id)
+                .where(or_(Location.next_validation_at.is_(None), Location.next_validation_at <= now))
+                .order_by(Location.next_validation_at)
+                .limit(limit)
             )
+            if self._db.is_postgres:
+                # Two schedulers never claim the same row: the second skips what the first has locked.
+                query = query.with_for_update(skip_locked=True)
+            ids = list(session.scalars(query))
+            if ids:
+                session.execute(
+                    update(Location)
+                    .where(Location.id.in_(ids))
+                    .values(next_validation_at=now + timedelta(seconds=lease_seconds))
+                )
+            return ids
 
     def spec_for_agent(self, location_id: str) -> tuple[LocationSpec, str, str, str]:
         """The full spec (secrets included) with project id, name and External ID, for credential vending."""

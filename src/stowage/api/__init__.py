@@ -1,0 +1,1 @@
+"""HTTP API v1 (FastAPI): a thin adapter over the services."""

@@ -1,0 +1,1 @@
+"""The ``stowage`` command line (Typer)."""

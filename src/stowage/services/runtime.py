@@ -1,0 +1,67 @@
+"""The composition root: builds every service from settings, once, at start (never at import)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stowage.aws.broker import CredentialBroker
+from stowage.aws.identity import IdentityResolver
+from stowage.config import Settings
+from stowage.services.locations import LocationService
+from stowage.services.policies import PolicyService
+from stowage.services.scheduler import RevalidationScheduler
+from stowage.services.tenancy import TenancyService
+from stowage.services.validation import LocationValidator
+from stowage.store.database import Database
+from stowage.store.secrets import SecretBox
+
+
+@dataclass
+class Runtime:
+    """Every long-lived collaborator of a Stowage server process."""
+
+    settings: Settings
+    db: Database
+    box: SecretBox
+    identity: IdentityResolver
+    broker: CredentialBroker
+    validator: LocationValidator
+    tenancy: TenancyService
+    locations: LocationService
+    policies: PolicyService
+    scheduler: RevalidationScheduler
+    generated_admin_token: str | None = field(default=None)
+
+    @classmethod
+    def start(cls, settings: Settings) -> Runtime:
+        """Open the database, apply migrations, bootstrap the first tenant and wire the services."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        db.migrate()
+        box = (
+            SecretBox.from_passphrase(settings.secret_key)
+            if settings.secret_key
+            else SecretBox.from_data_dir(settings.data_dir)
+        )
+        identity = IdentityResolver()
+        broker = CredentialBroker(settings)
+        validator = LocationValidator(settings=settings, broker=broker, identity=identity)
+        tenancy = TenancyService(db)
+        generated = tenancy.bootstrap(data_dir=settings.data_dir, admin_token=settings.admin_token)
+        locations = LocationService(
+            db=db, box=box, validator=validator, default_interval_minutes=settings.revalidate_interval_minutes
+        )
+        policies = PolicyService(tenancy=tenancy, identity=identity)
+        scheduler = RevalidationScheduler(
+            db=db, locations=locations, concurrency=settings.revalidate_concurrency,
+            tick_seconds=settings.scheduler_tick_seconds,
+        )
+        return cls(
+            settings=settings, db=db, box=box, identity=identity, broker=broker, validator=validator,
+            tenancy=tenancy, locations=locations, policies=policies, scheduler=scheduler,
+            generated_admin_token=generated,
+        )
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.db.dispose()

@@ -1,0 +1,101 @@
+"""Continuous re-validation of saved locations on procrastinate.
+
+On PostgreSQL the jobs live in the database, so several server processes share them: procrastinate defers
+each periodic tick once per timestamp, a queueing lock keeps one pending job per location, and the tick
+claims due locations (moving their due time forward) before deferring, so every due validation runs exactly
+once. With SQLite the very same tasks run in-process on procrastinate's in-memory connector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import procrastinate
+from procrastinate import exceptions as procrastinate_errors
+from procrastinate.testing import InMemoryConnector
+from sqlalchemy import text
+
+from stowage.services.locations import LocationService
+from stowage.store.database import Database
+
+log = logging.getLogger("stowage.scheduler")
+QUEUE = "revalidation"
+# A claimed location is not handed out again for this long, even if its job is lost.
+CLAIM_LEASE_SECONDS = 600
+
+
+def _libpq_url(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+class RevalidationScheduler:
+    """Runs due re-validations with bounded concurrency inside the server process."""
+
+    def __init__(
+        self, *, db: Database, locations: LocationService, concurrency: int = 4, tick_seconds: int = 60
+    ) -> None:
+        self._db = db
+        self._locations = locations
+        self._concurrency = concurrency
+        self._worker: asyncio.Task[None] | None = None
+        connector: Any = (
+            procrastinate.PsycopgConnector(conninfo=_libpq_url(db.url)) if db.is_postgres else InMemoryConnector()
+        )
+        self.app = procrastinate.App(connector=connector)
+        self._register(tick_seconds)
+
+    def _register(self, tick_seconds: int) -> None:
+        cron = "* * * * *" if tick_seconds >= 60 else f"*/{max(1, tick_seconds)} * * * * *"
+        locations = self._locations
+
+        @self.app.task(name="stowage.revalidate", queue=QUEUE, pass_context=False)
+        async def revalidate(location_id: str) -> None:
+            # Validation is blocking boto3 work: run it in a thread so the worker keeps its event loop.
+            try:
+                await asyncio.to_thread(locations.revalidate_by_id, location_id, trigger="schedule")
+            except Exception:  # noqa: BLE001 - one bad location must not stop the others
+                log.warning("scheduled validation of %s failed unexpectedly", location_id, exc_info=True)
+
+        @self.app.periodic(cron=cron, periodic_id="tick")
+        @self.app.task(name="stowage.revalidation_tick", queue=QUEUE, pass_context=False)
+        async def tick(timestamp: int) -> None:
+            due = await asyncio.to_thread(locations.claim_due, lease_seconds=CLAIM_LEASE_SECONDS)
+            for location_id in due:
+                with contextlib.suppress(procrastinate_errors.AlreadyEnqueued):
+                    await revalidate.configure(queueing_lock=f"revalidate:{location_id}").defer_async(
+                        location_id=location_id
+                    )
+
+        self.revalidate_task = revalidate
+
+    async def start(self) -> None:
+        """Open the job store (creating procrastinate's schema on PostgreSQL) and start the worker."""
+        await self.app.open_async()
+        if self._db.is_postgres:
+            await asyncio.to_thread(self._ensure_schema)
+        self._worker = asyncio.create_task(
+            self.app.run_worker_async(
+                queues=[QUEUE], concurrency=self._concurrency, install_signal_handlers=False,
+                name="stowage-revalidation", delete_jobs="successful",
+            )
+        )
+
+    async def stop(self) -> None:
+        """Stop the worker and close the job store."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker
+            self._worker = None
+        await self.app.close_async()
+
+    def _ensure_schema(self) -> None:
+        # An advisory lock serialises concurrent first starts of several servers on one database.
+        with self._db.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(7347110001)"))
+            exists = conn.execute(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")).scalar()
+            if not exists:
+                conn.execute(text(self.app.schema_manager.get_schema()).execution_options(no_parameters=True))
