@@ -89,9 +89,7 @@ class CloudError(StowageError):
 
     code = "cloud_error"
 
-    def __init__(
-        self, message: str, *, aws_code: str | None = None, details: dict[str, Any] | None = None
-    ) -> None:
+    def __init__(self, message: str, *, aws_code: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message, details=details)
         self.aws_code = aws_code
 

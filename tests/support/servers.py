@@ -39,7 +39,9 @@ class StowageServer:
             self._proc = None
 
 
-def start_server(tmp: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None) -> StowageServer:
+def start_server(
+    tmp: Path, *, database_url: str | None = None, extra_env: dict[str, str] | None = None
+) -> StowageServer:
     """Start ``stowage serve`` on a free port with a fresh data directory."""
     port = free_port()
     data_dir = tmp / f"data-{port}"
@@ -63,10 +65,15 @@ def start_server(tmp: Path, *, database_url: str | None = None, extra_env: dict[
         env["STOWAGE_DATABASE_URL"] = database_url
     env.update(extra_env or {})
     log = tmp / f"server-{port}.log"
-    proc = spawn([sys.executable, "-m", "stowage.cli.main", "serve"], env=env, log=log)
+    proc = spawn([sys.executable, "-m", "stowage.entry", "serve"], env=env, log=log)
     url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, timeout=30,
-               what="stowage serve", proc=proc, log=log)
+    wait_until(
+        lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200,
+        timeout=30,
+        what="stowage serve",
+        proc=proc,
+        log=log,
+    )
     return StowageServer(url=url, admin_token=token, data_dir=data_dir, log=log, env=env, _proc=proc)
 
 

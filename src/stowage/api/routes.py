@@ -29,9 +29,7 @@ from stowage.domain.checks import ValidationReport
 from stowage.services.policies import PolicyRequest
 from stowage.services.tenancy import ProjectView, TokenView
 
-ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422)
-}
+ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 ROTATION_WARNING = (
     "The External ID changed. Every IAM role that trusts the old External ID now refuses Stowage: update the "
@@ -45,8 +43,13 @@ def _project(view: ProjectView) -> ProjectOut:
 
 def _token(view: TokenView) -> TokenOut:
     return TokenOut(
-        id=view.id, name=view.name, role=view.role, hint=view.hint, created_at=view.created_at,
-        last_used_at=view.last_used_at, revoked_at=view.revoked_at,
+        id=view.id,
+        name=view.name,
+        role=view.role,
+        hint=view.hint,
+        created_at=view.created_at,
+        last_used_at=view.last_used_at,
+        revoked_at=view.revoked_at,
     )
 
 
@@ -84,7 +87,9 @@ def sts_info(project: str, principal: PrincipalDep, runtime: RuntimeDep) -> StsO
     """The control plane's AWS account and principal, and the project's External ID."""
     info = runtime.policies.sts_info(principal, project)
     return StsOut(
-        account_id=info.account_id, partition=info.partition, principal_arn=info.principal_arn,
+        account_id=info.account_id,
+        partition=info.partition,
+        principal_arn=info.principal_arn,
         external_id=info.external_id,
     )
 
@@ -104,10 +109,13 @@ def policies(
 ) -> dict[str, object]:
     """The permission policy and the trust policy to paste into AWS."""
     request = PolicyRequest(
-        bucket=bucket.strip(), region=region.strip(), prefix=(prefix or "").strip() or None,
+        bucket=bucket.strip(),
+        region=region.strip(),
+        prefix=(prefix or "").strip() or None,
         kms_key_arn=(kms_key_arn or "").strip() or None,
         cluster_account_id=(cluster_account_id or "").strip() or None,
-        cluster_role_arn=(cluster_role_arn or "").strip() or None, volume_snapshots=volume_snapshots,
+        cluster_role_arn=(cluster_role_arn or "").strip() or None,
+        volume_snapshots=volume_snapshots,
     )
     return runtime.policies.policies(principal, project, request)
 
@@ -116,7 +124,9 @@ def policies(
 @router.post(
     "/projects/{project}/backup-locations/validate", response_model=ValidationReportOut, tags=["backup-locations"]
 )
-def validate_location(project: str, body: LocationSpecIn, principal: PrincipalDep, runtime: RuntimeDep) -> ValidationReportOut:
+def validate_location(
+    project: str, body: LocationSpecIn, principal: PrincipalDep, runtime: RuntimeDep
+) -> ValidationReportOut:
     """Validate a LocationSpec; nothing is saved."""
     return _report(runtime.locations.validate(principal, project, body.to_spec()))
 
@@ -144,13 +154,17 @@ def list_locations(
     return LocationList(items=[LocationPublic.of(s) for s in page.items], total=page.total)
 
 
-@router.get("/projects/{project}/backup-locations/{location_id}", response_model=LocationPublic, tags=["backup-locations"])
+@router.get(
+    "/projects/{project}/backup-locations/{location_id}", response_model=LocationPublic, tags=["backup-locations"]
+)
 def get_location(project: str, location_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> LocationPublic:
     """One location."""
     return LocationPublic.of(runtime.locations.get(principal, project, location_id))
 
 
-@router.patch("/projects/{project}/backup-locations/{location_id}", response_model=LocationPublic, tags=["backup-locations"])
+@router.patch(
+    "/projects/{project}/backup-locations/{location_id}", response_model=LocationPublic, tags=["backup-locations"]
+)
 def update_location(
     project: str, location_id: str, body: LocationUpdate, principal: PrincipalDep, runtime: RuntimeDep
 ) -> LocationPublic:
@@ -169,7 +183,9 @@ def delete_location(project: str, location_id: str, principal: PrincipalDep, run
 
 
 @router.post(
-    "/projects/{project}/backup-locations/{location_id}/validate", response_model=RevalidateOut, tags=["backup-locations"]
+    "/projects/{project}/backup-locations/{location_id}/validate",
+    response_model=RevalidateOut,
+    tags=["backup-locations"],
 )
 def revalidate_location(project: str, location_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> RevalidateOut:
     """Re-validate a saved location now and update its status."""
@@ -182,7 +198,9 @@ def revalidate_location(project: str, location_id: str, principal: PrincipalDep,
     response_model=list[ValidationEntryOut],
     tags=["backup-locations"],
 )
-def location_history(project: str, location_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> list[ValidationEntryOut]:
+def location_history(
+    project: str, location_id: str, principal: PrincipalDep, runtime: RuntimeDep
+) -> list[ValidationEntryOut]:
     """The last 20 validation reports of a location, newest first."""
     return [
         ValidationEntryOut(id=e.id, trigger=e.trigger, created_at=e.created_at, report=_report(e.report))
@@ -191,9 +209,13 @@ def location_history(project: str, location_id: str, principal: PrincipalDep, ru
 
 
 @router.post(
-    "/projects/{project}/backup-locations/{location_id}/default", response_model=LocationPublic, tags=["backup-locations"]
+    "/projects/{project}/backup-locations/{location_id}/default",
+    response_model=LocationPublic,
+    tags=["backup-locations"],
 )
-def set_default_location(project: str, location_id: str, principal: PrincipalDep, runtime: RuntimeDep) -> LocationPublic:
+def set_default_location(
+    project: str, location_id: str, principal: PrincipalDep, runtime: RuntimeDep
+) -> LocationPublic:
     """Make a location the project's default."""
     return LocationPublic.of(runtime.locations.set_default(principal, project, location_id))
 

@@ -128,8 +128,16 @@ class LocationUpdate(CamelModel):
                 continue
             if isinstance(value, str):
                 value = value.strip() or None
-            if value is None and field in {"name", "provider", "bucket", "region", "force_path_style",
-                                           "volume_snapshots", "is_default", "agent_access"}:
+            if value is None and field in {
+                "name",
+                "provider",
+                "bucket",
+                "region",
+                "force_path_style",
+                "volume_snapshots",
+                "is_default",
+                "agent_access",
+            }:
                 continue  # null for a required field means "unchanged"
             out[field] = value
         return out
@@ -183,13 +191,27 @@ class LocationPublic(CamelModel):
             )
         )
         return cls(
-            id=saved.id, project=saved.project, name=spec.name, provider=spec.provider, bucket=spec.bucket,
-            region=spec.region, s3_url=spec.s3_url, force_path_style=spec.force_path_style,
-            ca_cert=spec.ca_cert, prefix=spec.prefix, kms_key_arn=spec.kms_key_arn,
-            volume_snapshots=spec.volume_snapshots, is_default=spec.is_default, agent_access=spec.agent_access,
-            credentials=out, external_id=saved.external_id, status=saved.status.value,
-            status_message=saved.status_message, last_validated_at=saved.last_validated_at,
-            created_at=saved.created_at, updated_at=saved.updated_at,
+            id=saved.id,
+            project=saved.project,
+            name=spec.name,
+            provider=spec.provider,
+            bucket=spec.bucket,
+            region=spec.region,
+            s3_url=spec.s3_url,
+            force_path_style=spec.force_path_style,
+            ca_cert=spec.ca_cert,
+            prefix=spec.prefix,
+            kms_key_arn=spec.kms_key_arn,
+            volume_snapshots=spec.volume_snapshots,
+            is_default=spec.is_default,
+            agent_access=spec.agent_access,
+            credentials=out,
+            external_id=saved.external_id,
+            status=saved.status.value,
+            status_message=saved.status_message,
+            last_validated_at=saved.last_validated_at,
+            created_at=saved.created_at,
+            updated_at=saved.updated_at,
             revalidate_interval_minutes=saved.revalidate_interval_minutes,
         )
 

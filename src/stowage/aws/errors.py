@@ -22,7 +22,13 @@ ACCESS_DENIED_CODES = frozenset(
 )
 EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"})
 INVALID_CREDENTIAL_CODES = frozenset(
-    {"InvalidClientTokenId", "SignatureDoesNotMatch", "InvalidAccessKeyId", "AuthFailure", "UnrecognizedClientException"}
+    {
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+        "AuthFailure",
+        "UnrecognizedClientException",
+    }
 )
 THROTTLE_CODES = frozenset({"Throttling", "ThrottlingException", "RequestLimitExceeded", "SlowDown", "TooManyRequests"})
 NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NoSuchEntity", "NotFound", "404", "NoSuchUpload"})
@@ -39,7 +45,10 @@ def sanitize(message: str, limit: int = 500) -> str:
 
 def error_code(exc: ClientError) -> str:
     """The AWS error code of a ClientError ('' when absent)."""
-    return str(exc.response.get("Error", {}).get("Code", "") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
+    return str(
+        exc.response.get("Error", {}).get("Code", "")
+        or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "")
+    )
 
 
 def error_message(exc: ClientError) -> str:

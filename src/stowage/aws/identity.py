@@ -82,4 +82,6 @@ def _reason(cloud: errors.CloudError) -> str:
             "The control plane's AWS identity is not allowed to call sts:GetCallerIdentity, so the STS method "
             f"is unavailable. ({cloud.message})"
         )
-    return f"The control plane's AWS identity could not be determined, so the STS method is unavailable. ({cloud.message})"
+    return (
+        f"The control plane's AWS identity could not be determined, so the STS method is unavailable. ({cloud.message})"
+    )

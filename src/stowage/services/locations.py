@@ -34,8 +34,18 @@ HISTORY_KEPT = 20
 MAX_PAGE = 500
 # Changing any of these changes what the credentials must reach, so the location must pass validation again.
 REVALIDATING_FIELDS = frozenset(
-    {"provider", "bucket", "region", "s3_url", "force_path_style", "ca_cert", "prefix", "kms_key_arn",
-     "volume_snapshots", "credentials"}
+    {
+        "provider",
+        "bucket",
+        "region",
+        "s3_url",
+        "force_path_style",
+        "ca_cert",
+        "prefix",
+        "kms_key_arn",
+        "volume_snapshots",
+        "credentials",
+    }
 )
 
 
@@ -154,9 +164,7 @@ class LocationService:
                 .order_by(ValidationRecord.created_at.desc())
                 .limit(HISTORY_KEPT)
             )
-            return [
-                ValidationEntry(r.id, r.trigger, r.created_at, ValidationReport.from_dict(r.report)) for r in rows
-            ]
+            return [ValidationEntry(r.id, r.trigger, r.created_at, ValidationReport.from_dict(r.report)) for r in rows]
 
     # -- validating and creating -------------------------------------------------------------------
     def validate(self, principal: Principal, project_ref: str, spec: LocationSpec) -> ValidationReport:
@@ -239,17 +247,21 @@ class LocationService:
             current = self._spec(row)
             project_name, external_id = project.name, project.external_id
         credentials = changes.pop("credentials", None)
-        if isinstance(credentials, StaticCredentials) and credentials.secret_access_key == "":
-            # A blank secret in an edit form means "keep the stored one" (it is write-only).
-            if isinstance(current.credentials, StaticCredentials):
-                credentials = replace(credentials, secret_access_key=current.credentials.secret_access_key)
+        # A blank secret in an edit form means "keep the stored one" (it is write-only).
+        if (
+            isinstance(credentials, StaticCredentials)
+            and credentials.secret_access_key == ""
+            and isinstance(current.credentials, StaticCredentials)
+        ):
+            credentials = replace(credentials, secret_access_key=current.credentials.secret_access_key)
         new_spec = replace(current, **changes)
         if credentials is not None:
             new_spec = replace(new_spec, credentials=credentials)
         _check_inputs(new_spec)
-        must_validate = any(
-            getattr(new_spec, f) != getattr(current, f) for f in REVALIDATING_FIELDS if f != "credentials"
-        ) or new_spec.credentials != current.credentials
+        must_validate = (
+            any(getattr(new_spec, f) != getattr(current, f) for f in REVALIDATING_FIELDS if f != "credentials")
+            or new_spec.credentials != current.credentials
+        )
         report: ValidationReport | None = None
         if must_validate:
             report = self._validator.validate(
@@ -300,7 +312,9 @@ class LocationService:
             return self._view(row, project)
 
     # -- re-validation -----------------------------------------------------------------------------
-    def revalidate(self, principal: Principal, project_ref: str, location_id: str) -> tuple[SavedLocation, ValidationReport]:
+    def revalidate(
+        self, principal: Principal, project_ref: str, location_id: str
+    ) -> tuple[SavedLocation, ValidationReport]:
         """Re-validate a saved location now and update its status."""
         require(principal, Permission.MANAGE_LOCATIONS)
         with self._db.session() as session:
@@ -385,9 +399,12 @@ class LocationService:
             )
         )
         session.flush()
-        keep = select(ValidationRecord.id).where(ValidationRecord.location_id == location_id).order_by(
-            ValidationRecord.created_at.desc()
-        ).limit(HISTORY_KEPT)
+        keep = (
+            select(ValidationRecord.id)
+            .where(ValidationRecord.location_id == location_id)
+            .order_by(ValidationRecord.created_at.desc())
+            .limit(HISTORY_KEPT)
+        )
         session.execute(
             delete(ValidationRecord).where(
                 ValidationRecord.location_id == location_id, ValidationRecord.id.not_in(keep.scalar_subquery())
@@ -397,7 +414,9 @@ class LocationService:
     @staticmethod
     def _clear_default(session: Session, project_id: str) -> None:
         session.execute(
-            update(Location).where(Location.project_id == project_id, Location.is_default.is_(True)).values(is_default=False)
+            update(Location)
+            .where(Location.project_id == project_id, Location.is_default.is_(True))
+            .values(is_default=False)
         )
         session.flush()
 

@@ -53,12 +53,22 @@ class Runtime:
         )
         policies = PolicyService(tenancy=tenancy, identity=identity)
         scheduler = RevalidationScheduler(
-            db=db, locations=locations, concurrency=settings.revalidate_concurrency,
+            db=db,
+            locations=locations,
+            concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
         return cls(
-            settings=settings, db=db, box=box, identity=identity, broker=broker, validator=validator,
-            tenancy=tenancy, locations=locations, policies=policies, scheduler=scheduler,
+            settings=settings,
+            db=db,
+            box=box,
+            identity=identity,
+            broker=broker,
+            validator=validator,
+            tenancy=tenancy,
+            locations=locations,
+            policies=policies,
+            scheduler=scheduler,
             generated_admin_token=generated,
         )
 

@@ -56,7 +56,7 @@ class RevalidationScheduler:
             # Validation is blocking boto3 work: run it in a thread so the worker keeps its event loop.
             try:
                 await asyncio.to_thread(locations.revalidate_by_id, location_id, trigger="schedule")
-            except Exception:  # noqa: BLE001 - one bad location must not stop the others
+            except Exception:
                 log.warning("scheduled validation of %s failed unexpectedly", location_id, exc_info=True)
 
         @self.app.periodic(cron=cron, periodic_id="tick")
@@ -78,8 +78,11 @@ class RevalidationScheduler:
             await asyncio.to_thread(self._ensure_schema)
         self._worker = asyncio.create_task(
             self.app.run_worker_async(
-                queues=[QUEUE], concurrency=self._concurrency, install_signal_handlers=False,
-                name="stowage-revalidation", delete_jobs="successful",
+                queues=[QUEUE],
+                concurrency=self._concurrency,
+                install_signal_handlers=False,
+                name="stowage-revalidation",
+                delete_jobs="successful",
             )
         )
 

@@ -115,21 +115,28 @@ class TenancyService:
                 token = admin_token or new_token()
                 session.add(
                     ApiToken(
-                        tenant_id=tenant.id, name="admin", role=Role.ADMIN.value,
-                        token_hash=hash_token(token), hint=token[-4:],
+                        tenant_id=tenant.id,
+                        name="admin",
+                        role=Role.ADMIN.value,
+                        token_hash=hash_token(token),
+                        hint=token[-4:],
                     )
                 )
                 if admin_token is None:
                     generated = token
                     _write_private(data_dir / "admin-token", token + "\n")
-            elif admin_token and session.scalar(
-                select(ApiToken).where(ApiToken.token_hash == hash_token(admin_token))
-            ) is None:
+            elif (
+                admin_token
+                and session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(admin_token))) is None
+            ):
                 # An operator who sets STOWAGE_ADMIN_TOKEN on an existing database expects it to work.
                 session.add(
                     ApiToken(
-                        tenant_id=tenant.id, name="admin (STOWAGE_ADMIN_TOKEN)", role=Role.ADMIN.value,
-                        token_hash=hash_token(admin_token), hint=admin_token[-4:],
+                        tenant_id=tenant.id,
+                        name="admin (STOWAGE_ADMIN_TOKEN)",
+                        role=Role.ADMIN.value,
+                        token_hash=hash_token(admin_token),
+                        hint=admin_token[-4:],
                     )
                 )
         return generated
@@ -172,8 +179,11 @@ class TenancyService:
         token = new_token()
         with self._db.session() as session:
             row = ApiToken(
-                tenant_id=principal.tenant_id, name=name, role=role.value,
-                token_hash=hash_token(token), hint=token[-4:],
+                tenant_id=principal.tenant_id,
+                name=name,
+                role=role.value,
+                token_hash=hash_token(token),
+                hint=token[-4:],
             )
             session.add(row)
             session.flush()
@@ -247,9 +257,7 @@ class TenancyService:
 def load_project(session: Session, principal: Principal, ref: str) -> Project:
     """Load a project of the principal's tenant by name or id, or raise ``NotFound``."""
     row = session.scalar(
-        select(Project).where(
-            Project.tenant_id == principal.tenant_id, or_(Project.name == ref, Project.id == ref)
-        )
+        select(Project).where(Project.tenant_id == principal.tenant_id, or_(Project.name == ref, Project.id == ref))
     )
     if row is None:
         raise errors.NotFound(f"No project '{ref}' in your tenant. List them with `stowage projects list`.")

@@ -1,17 +1,22 @@
-"""The ASGI application: API v1 (and the web UI when present)."""
+"""The ASGI application: composes the API and web adapters (which never import each other)."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import typer
+import uvicorn
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stowage import __version__
+from stowage import __version__, web
 from stowage.api import errors
 from stowage.api.errors import error_body
 from stowage.api.routes import router
+from stowage.config import Settings
 from stowage.services.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -29,7 +34,9 @@ class BodyLimit:
         if scope["type"] == "http":
             length = dict(scope.get("headers", [])).get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.limit):
-                await _send_json(send, 413, error_body("too_large", f"Request bodies are limited to {self.limit} bytes."))
+                await _send_json(
+                    send, 413, error_body("too_large", f"Request bodies are limited to {self.limit} bytes.")
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -38,8 +45,13 @@ async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:
     import json
 
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -61,6 +73,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(router)
+    web.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -68,3 +81,31 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.add_middleware(BodyLimit)
     return app
+
+
+def serve(
+    host: str = typer.Option(None, help="Address to bind (default STOWAGE_HOST or 127.0.0.1)."),
+    port: int = typer.Option(None, help="Port to listen on (default STOWAGE_PORT or 8080)."),
+) -> None:
+    """Start the Stowage control plane (API and web UI)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = Settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    runtime = Runtime.start(settings)
+    if runtime.generated_admin_token:
+        # Printed once: only its hash is kept in the database.
+        print(
+            f"\nAdmin token (shown once, also saved to {settings.data_dir / 'admin-token'}):\n"
+            f"  {runtime.generated_admin_token}\n",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"Stowage listening on http://{settings.host}:{settings.port}  (data: {settings.data_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning")
