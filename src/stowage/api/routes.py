@@ -150,7 +150,7 @@ def list_locations(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> LocationList:
     """Locations of a project; ``search`` matches name, bucket and region."""
-    page = runtime.locations.list(principal, project, search=search, limit=limit, offset=offset)
+    page = runtime.locations.list_page(principal, project, search=search, limit=limit, offset=offset)
     return LocationList(items=[LocationPublic.of(s) for s in page.items], total=page.total)
 
 

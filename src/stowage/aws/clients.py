@@ -69,4 +69,5 @@ def client(
         kwargs["endpoint_url"] = endpoint_url
     if verify is not None:
         kwargs["verify"] = verify
-    return session(credentials, region).client(service, **kwargs)
+    factory: Any = session(credentials, region).client
+    return factory(service, **kwargs)

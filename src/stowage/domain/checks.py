@@ -123,6 +123,7 @@ class ValidationReport:
     def from_dict(cls, data: dict[str, object]) -> ValidationReport:
         """Rebuild a report stored with ``to_dict``."""
         raw = data.get("checks", [])
+        items: list[dict[str, object]] = list(raw) if isinstance(raw, list) else []
         checks = [
             CheckResult(
                 id=str(c["id"]),
@@ -131,7 +132,7 @@ class ValidationReport:
                 action=str(c.get("action", "")),
                 remedy=str(c.get("remedy", "")),
             )
-            for c in raw  # type: ignore[union-attr]
+            for c in items
         ]
         duration = data.get("durationMs", 0)
         return cls.of(checks, int(duration) if isinstance(duration, int) else 0)

@@ -121,7 +121,7 @@ class LocationService:
         self._rng = rng or random.Random()
 
     # -- reading -----------------------------------------------------------------------------------
-    def list(
+    def list_page(
         self, principal: Principal, project_ref: str, *, search: str | None = None, limit: int = 50, offset: int = 0
     ) -> LocationPage:
         """Locations of a project, filtered by a search over name, bucket and region."""
@@ -346,24 +346,24 @@ class LocationService:
     def claim_due(self, *, lease_seconds: int = 600, limit: int = 100) -> list[str]:
         """Ids of locations due for re-validation, claimed by pushing their due time ``lease_seconds`` ahead."""
         now = self._clock()
+        due = (
+            select(Location.id)
+            .where(or_(Location.next_validation_at.is_(None), Location.next_validation_at <= now))
+            .order_by(Location.next_validation_at)
+            .limit(limit)
+        )
+        if self._db.is_postgres:
+            # Two schedulers never claim the same row: the second skips what the first has locked.
+            due = due.with_for_update(skip_locked=True)
+        # One UPDATE ... RETURNING: the claim is atomic on both SQLite and PostgreSQL.
+        claim = (
+            update(Location)
+            .where(Location.id.in_(due.scalar_subquery()))
+            .values(next_validation_at=now + timedelta(seconds=lease_seconds))
+            .returning(Location.id)
+        )
         with self._db.session() as session:
-            query = (
-                select(Location.id)
-                .where(or_(Location.next_validation_at.is_(None), Location.next_validation_at <= now))
-                .order_by(Location.next_validation_at)
-                .limit(limit)
-            )
-            if self._db.is_postgres:
-                # Two schedulers never claim the same row: the second skips what the first has locked.
-                query = query.with_for_update(skip_locked=True)
-            ids = list(session.scalars(query))
-            if ids:
-                session.execute(
-                    update(Location)
-                    .where(Location.id.in_(ids))
-                    .values(next_validation_at=now + timedelta(seconds=lease_seconds))
-                )
-            return ids
+            return list(session.scalars(claim))
 
     def spec_for_agent(self, location_id: str) -> tuple[LocationSpec, str, str, str]:
         """The full spec (secrets included) with project id, name and External ID, for credential vending."""
