@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     database_url: str | None = None
     admin_token: str | None = None
+    # First web UI admin; without a password one is generated, printed once and saved to <data dir>/admin-password.
+    admin_email: str = "admin@localhost"
+    admin_password: str | None = None
     secret_key: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080

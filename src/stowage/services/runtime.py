@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from stowage.aws.broker import CredentialBroker
@@ -11,6 +12,7 @@ from stowage.services.locations import LocationService
 from stowage.services.policies import PolicyService
 from stowage.services.scheduler import RevalidationScheduler
 from stowage.services.tenancy import TenancyService
+from stowage.services.users import UserService
 from stowage.services.validation import LocationValidator
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
@@ -30,6 +32,7 @@ class Runtime:
     locations: LocationService
     policies: PolicyService
     scheduler: RevalidationScheduler
+    users: UserService
     generated_admin_token: str | None = field(default=None)
 
     @classmethod
@@ -48,6 +51,18 @@ class Runtime:
         validator = LocationValidator(settings=settings, broker=broker, identity=identity)
         tenancy = TenancyService(db)
         generated = tenancy.bootstrap(data_dir=settings.data_dir, admin_token=settings.admin_token)
+        users = UserService(db)
+        password = users.bootstrap(
+            data_dir=settings.data_dir, email=settings.admin_email, password=settings.admin_password
+        )
+        if password is not None:
+            # Shown once: only its argon2 hash is kept in the database.
+            print(
+                f"\nWeb UI admin (shown once, also saved to {settings.data_dir / 'admin-password'}):\n"
+                f"  email: {settings.admin_email}\n  password: {password}\n",
+                file=sys.stderr,
+                flush=True,
+            )
         locations = LocationService(
             db=db, box=box, validator=validator, default_interval_minutes=settings.revalidate_interval_minutes
         )
@@ -69,6 +84,7 @@ class Runtime:
             locations=locations,
             policies=policies,
             scheduler=scheduler,
+            users=users,
             generated_admin_token=generated,
         )
 
