@@ -116,3 +116,9 @@ def test_remedy_statement_grants_exactly_the_action(action: str, bucket: str) ->
     else:
         assert all(bucket in r for r in resources)
     json.loads(policies.render(statement))
+
+
+def test_kms_alias_is_granted_through_a_condition() -> None:
+    statement = policies.kms_statement("arn:aws:kms:eu-west-1:222222222222:alias/backups")
+    assert statement["Resource"] == "*"
+    assert statement["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/backups"}}

@@ -69,7 +69,19 @@ def list_statement(bucket: str, prefix: str | None, partition: str) -> Statement
 
 
 def kms_statement(kms_key_arn: str) -> Statement:
-    """Permissions to use a customer managed KMS key for SSE-KMS objects."""
+    """Permissions to use a customer managed KMS key for SSE-KMS objects.
+
+    An alias ARN as Resource would not grant anything on the key behind it, so aliases are granted through
+    the ``kms:ResourceAliases`` condition instead.
+    """
+    if ":alias/" in kms_key_arn:
+        alias = kms_key_arn.split(":", 5)[5]
+        return {
+            "Effect": "Allow",
+            "Action": list(KMS_ACTIONS),
+            "Resource": "*",
+            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}},
+        }
     return {"Effect": "Allow", "Action": list(KMS_ACTIONS), "Resource": [kms_key_arn]}
 
 
