@@ -297,13 +297,18 @@ class UserService:
         try:
             with self._db.session() as session:
                 row = User(
-                    tenant_id=principal.tenant_id, email=email, password_hash=self._hasher.hash(password), role=role
+                    tenant_id=principal.tenant_id,
+                    email=email,
+                    password_hash=self._hasher.hash(password),
+                    role=role.value,
                 )
                 session.add(row)
                 session.flush()
                 return _view(row)
         except IntegrityError as exc:
-            raise errors.Conflict(f"A user with the email '{email}' already exists.", details={"field": "email"}) from exc
+            raise errors.Conflict(
+                f"A user with the email '{email}' already exists.", details={"field": "email"}
+            ) from exc
 
     def delete_user(self, principal: Principal, user_id: str, *, acting_user_id: str | None = None) -> None:
         """Remove a user of the caller's tenant (never oneself, never the last admin)."""
