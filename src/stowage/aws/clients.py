@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import botocore.config
+import botocore.loaders
+import botocore.session
 
 from stowage.domain.locations import StaticCredentials
+from stowage.domain.regions import REGION_PARTITION
 
 # Short connect/read timeouts keep a validation bounded; adaptive retries back off on throttling.
 DEFAULT_CONFIG = botocore.config.Config(
@@ -18,6 +23,12 @@ DEFAULT_CONFIG = botocore.config.Config(
     # Emulators accept sessions shorter than 900 s; botocore would refuse them client-side.
     parameter_validation=False,
 )
+
+# DNS suffix of each partition's service endpoints.
+PARTITION_DNS_SUFFIX = {"aws": "amazonaws.com", "aws-us-gov": "amazonaws.com", "aws-cn": "amazonaws.com.cn"}
+
+_loader_lock = threading.Lock()
+_loader: botocore.loaders.Loader | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +49,33 @@ class TemporaryCredentials:
         return cls(static.access_key_id, static.secret_access_key, None, None)
 
 
+def _shared_loader() -> botocore.loaders.Loader:
+    """One model loader per process, made on first use.
+
+    Parsing service models (EC2's is megabytes of JSON) costs 100-300 ms per fresh session; sharing the
+    loader's cache makes a client cost ~10 ms, which matters when a validation builds three of them.
+    """
+    global _loader
+    with _loader_lock:
+        if _loader is None:
+            _loader = botocore.loaders.create_loader()
+        return _loader
+
+
 def session(credentials: TemporaryCredentials | None = None, region: str | None = None) -> boto3.session.Session:
     """A boto3 session: the standard chain when no credentials are given."""
+    # A fresh botocore session per call so environment and credential-chain changes are seen; only the
+    # parsed models are shared.
+    core = botocore.session.Session()
+    core.register_component("data_loader", _shared_loader())
     if credentials is None:
-        return boto3.session.Session(region_name=region)
+        return boto3.session.Session(region_name=region, botocore_session=core)
     return boto3.session.Session(
         aws_access_key_id=credentials.access_key_id,
         aws_secret_access_key=credentials.secret_access_key,
         aws_session_token=credentials.session_token,
         region_name=region,
+        botocore_session=core,
     )
 
 
@@ -71,3 +100,33 @@ def client(
         kwargs["verify"] = verify
     factory: Any = session(credentials, region).client
     return factory(service, **kwargs)
+
+
+def probe_config(timeout: float, *, pool: int = 16) -> botocore.config.Config:
+    """Client settings for live probes: timeouts within ``timeout`` s and room for parallel calls."""
+    connect = max(0.5, min(5.0, timeout))
+    read = max(0.5, min(10.0, timeout))
+    return DEFAULT_CONFIG.merge(
+        botocore.config.Config(
+            connect_timeout=connect,
+            read_timeout=read,
+            max_pool_connections=pool,
+            # S3-compatible stores often reject the CRC checksums boto3 adds by default.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+    )
+
+
+def endpoint_override(service: str) -> str | None:
+    """The ``AWS_ENDPOINT_URL_<SERVICE>`` or ``AWS_ENDPOINT_URL`` boto3 will use for ``service``, if any."""
+    specific = os.environ.get(f"AWS_ENDPOINT_URL_{service.upper().replace('-', '_')}", "").strip()
+    return specific or os.environ.get("AWS_ENDPOINT_URL", "").strip() or None
+
+
+def regional_sts_endpoint(region: str) -> str | None:
+    """The regional STS endpoint of a known AWS region (None for codes only S3-compatible storage uses)."""
+    partition = REGION_PARTITION.get(region)
+    if partition is None:
+        return None
+    return f"https://sts.{region}.{PARTITION_DNS_SUFFIX[partition]}"
