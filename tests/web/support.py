@@ -1,0 +1,120 @@
+"""Helpers for web UI tests: a cookie-keeping HTTP client that signs in and posts forms like a browser."""
+
+from __future__ import annotations
+
+import html
+import re
+from typing import Any
+
+import httpx
+
+from tests.support.servers import StowageServer
+
+ADMIN_EMAIL = "admin@example.com"
+ADMIN_PASSWORD = "correct-horse-battery-staple"
+# A closed local port: live probes fail at once instead of waiting for the real AWS.
+DEAD_ENDPOINT = "http://127.0.0.1:9"
+
+
+def web_env(**extra: str) -> dict[str, str]:
+    """Environment of a server whose first admin has a known password."""
+    env = {
+        "STOWAGE_ADMIN_EMAIL": ADMIN_EMAIL,
+        "STOWAGE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "STOWAGE_SCHEDULER_ENABLED": "false",
+        "STOWAGE_VALIDATION_TIMEOUT_SECONDS": "10",
+    }
+    env.update(extra)
+    return env
+
+
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(page: str) -> str:
+    """The CSRF token in a page's forms."""
+    match = _CSRF.search(page)
+    assert match, "the page has no CSRF token"
+    return html.unescape(match.group(1))
+
+
+def forms_of(page: str) -> list[tuple[str, str]]:
+    """(method, opening tag) of every form in a page."""
+    found = []
+    for match in re.finditer(r"<form\b[^>]*>(.*?)</form>", page, flags=re.S):
+        tag = match.group(0)
+        method = re.search(r'method="([a-z]+)"', tag[: tag.index(">") + 1])
+        found.append(((method.group(1) if method else "get"), tag))
+    return found
+
+
+class WebClient:
+    """A browser-like HTTP client: keeps cookies, reads CSRF tokens from pages, posts forms."""
+
+    def __init__(self, server: StowageServer) -> None:
+        self.server = server
+        self.http = httpx.Client(base_url=server.url, timeout=60, follow_redirects=False)
+        self.csrf = ""
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET a page and remember its CSRF token."""
+        response = self.http.get(path, **kwargs)
+        match = _CSRF.search(response.text) if "text/html" in response.headers.get("content-type", "") else None
+        if match:
+            self.csrf = html.unescape(match.group(1))
+        return response
+
+    def post(
+        self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """POST a form (with the last CSRF token seen unless ``csrf`` is False)."""
+        body = dict(data or {})
+        if csrf:
+            body.setdefault("csrf_token", self.csrf)
+        return self.http.post(path, data=body, **kwargs)
+
+    def post_json(self, path: str, data: dict[str, str] | None = None, *, csrf: bool = True) -> httpx.Response:
+        """POST a form the way the wizard's script does (token in a header)."""
+        headers = {"X-CSRF-Token": self.csrf} if csrf else {}
+        return self.http.post(path, data=dict(data or {}), headers=headers)
+
+    def login(self, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD) -> httpx.Response:
+        """Sign in through the login form."""
+        self.get("/login")
+        return self.post("/login", {"email": email, "password": password, "next": "/"})
+
+
+def location_form(name: str = "prod-backups", **overrides: str) -> dict[str, str]:
+    """Wizard fields for a static-key location that passes the offline checks."""
+    form = {
+        "name": name,
+        "provider": "aws",
+        "bucket": "acme-backups",
+        "region": "eu-west-1",
+        "s3_url": "",
+        "ca_cert": "",
+        "prefix": "",
+        "kms_key_arn": "",
+        "volume_snapshots": "on",
+        "auth": "static",
+        "access_key_id": "AKIAABCDEFGHIJKLMNOP",
+        "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        "role_arn": "",
+    }
+    form.update(overrides)
+    return form
+
+
+def create_unverified(client: WebClient, project: str = "default", **overrides: str) -> str:
+    """Create a location through the wizard's endpoint, skipping the live checks (admins); returns its URL."""
+    client.get(f"/projects/{project}/settings/backup-locations/new")
+    response = client.post_json(
+        f"/ui/projects/{project}/backup-locations", {**location_form(**overrides), "skip_validation": "on"}
+    )
+    assert response.status_code == 201, response.text
+    url = str(response.json()["redirect"]).split("?")[0]
+    return url
