@@ -21,12 +21,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stowage.domain.access import Principal, Role  # noqa: E402
-from stowage.services.tenancy import TenancyService  # noqa: E402
-from stowage.store.database import Database  # noqa: E402
-from stowage.store.tables import Location, Project, Tenant  # noqa: E402
-from tests.support.databases import create_pg_database, drop_pg_database  # noqa: E402
-from tests.support.servers import start_server  # noqa: E402
+from tests.support.databases import create_pg_database, drop_pg_database
+from tests.support.servers import start_server
+
+from stowage.domain.access import Principal, Role
+from stowage.services.tenancy import TenancyService
+from stowage.store.database import Database
+from stowage.store.tables import Location, Project, Tenant
 
 GOAL_P95_MS = 30.0
 REGIONS = ["us-east-1", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
