@@ -104,6 +104,7 @@ class TenancyService:
 
         Returns the generated token when one was generated (to print once), else None.
         """
+        admin_token = admin_token or None  # an empty STOWAGE_ADMIN_TOKEN means "generate one"
         with self._db.session() as session:
             tenant = session.scalar(select(Tenant).where(Tenant.name == DEFAULT_TENANT))
             generated: str | None = None
