@@ -163,3 +163,50 @@ def trust_policy(
 def render(document: Policy | Statement) -> str:
     """Pretty JSON ready to paste into the AWS console."""
     return json.dumps(document, indent=2)
+
+
+# -- agent access (brokered or direct) ---------------------------------------------------------------------
+def direct_cluster_trust_statement(
+    *,
+    external_id: str,
+    partition: str = "aws",
+    cluster_account_id: str | None = None,
+    cluster_role_arn: str | None = None,
+) -> Statement:
+    """Trust for cluster account A when its agent assumes the role itself (direct mode), External ID required.
+
+    The agent learns the External ID from the control plane, so requiring it here keeps every principal of
+    account A that was not told the ID (and could be tricked into acting for someone else) out of the role.
+    """
+    statement = cluster_trust_statement(
+        partition=partition, cluster_account_id=cluster_account_id, cluster_role_arn=cluster_role_arn
+    )
+    statement["Condition"] = external_id_condition(external_id)
+    return statement
+
+
+def agent_trust_policy(
+    *,
+    platform_account_id: str,
+    external_id: str,
+    agent_access: str,
+    partition: str = "aws",
+    cluster_account_id: str | None = None,
+    cluster_role_arn: str | None = None,
+) -> Policy:
+    """The trust policy for a location by agent access: ``direct`` adds account A's statement with the External ID.
+
+    ``brokered`` needs the control plane's statement only: agents get credentials from the control plane and
+    never call ``sts:AssumeRole`` themselves.
+    """
+    statements = [platform_trust_statement(account_root_arn(platform_account_id, partition), external_id)]
+    if agent_access == "direct" and (cluster_account_id or cluster_role_arn):
+        statements.append(
+            direct_cluster_trust_statement(
+                external_id=external_id,
+                partition=partition,
+                cluster_account_id=cluster_account_id,
+                cluster_role_arn=cluster_role_arn,
+            )
+        )
+    return {"Version": VERSION, "Statement": statements}

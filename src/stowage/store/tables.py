@@ -166,3 +166,46 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Cluster(Base):
+    """A Kubernetes cluster of a project whose agent talks to the control plane with an agent token."""
+
+    __tablename__ = "clusters"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_clusters_project_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    cloud_account_id: Mapped[str | None] = mapped_column(String(12), default=None)
+    region: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Only the SHA-256 of the agent token is kept; the token itself is shown once.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hint: Mapped[str] = mapped_column(String(16))
+    token_created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    token_revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    agent_version: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CredentialIssuance(Base):
+    """Audit: one set of temporary credentials issued by STS for a cluster and a location (never the secret).
+
+    No foreign keys to clusters or locations: the audit outlives them (names are copied for that reason).
+    """
+
+    __tablename__ = "credential_issuances"
+    __table_args__ = (
+        Index("ix_issuances_project_issued", "project_id", "issued_at"),
+        Index("ix_issuances_cluster_issued", "cluster_id", "issued_at"),
+        Index("ix_issuances_location_issued", "location_id", "issued_at"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    cluster_id: Mapped[str] = mapped_column(String(36))
+    cluster_name: Mapped[str] = mapped_column(String(63))
+    location_id: Mapped[str] = mapped_column(String(36))
+    location_name: Mapped[str] = mapped_column(String(63))
+    access_key_id_prefix: Mapped[str] = mapped_column(String(16))
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    issued_at: Mapped[datetime] = mapped_column(default=utcnow)
