@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stowage import __version__, web
 from stowage.api import errors
+from stowage.api.agents import router as agents_router
 from stowage.api.errors import error_body
 from stowage.api.routes import router
 from stowage.config import Settings
@@ -73,6 +74,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     errors.install(app)
     app.include_router(router)
+    app.include_router(agents_router)
     web.install(app)
 
     @app.get("/healthz", include_in_schema=False)

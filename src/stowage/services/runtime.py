@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from stowage.aws.broker import CredentialBroker
 from stowage.aws.identity import IdentityResolver
 from stowage.config import Settings
+from stowage.services.clusters import DEFAULT_HEARTBEAT_SECONDS, ClusterService
 from stowage.services.locations import LocationService
 from stowage.services.policies import PolicyService
 from stowage.services.scheduler import RevalidationScheduler
 from stowage.services.tenancy import TenancyService
 from stowage.services.users import UserService
 from stowage.services.validation import LocationValidator
+from stowage.services.vending import VendingService
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 
@@ -33,6 +35,8 @@ class Runtime:
     policies: PolicyService
     scheduler: RevalidationScheduler
     users: UserService
+    clusters: ClusterService
+    vending: VendingService
     generated_admin_token: str | None = field(default=None)
 
     @classmethod
@@ -73,6 +77,16 @@ class Runtime:
             concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
+        clusters = ClusterService(
+            db=db, heartbeat_seconds=getattr(settings, "agent_heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS)
+        )
+        vending = VendingService(
+            db=db,
+            locations=locations,
+            broker=broker,
+            identity=identity,
+            refresh_seconds=settings.effective_refresh_seconds,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -85,6 +99,8 @@ class Runtime:
             policies=policies,
             scheduler=scheduler,
             users=users,
+            clusters=clusters,
+            vending=vending,
             generated_admin_token=generated,
         )
 
