@@ -72,7 +72,7 @@ def test_two_servers_on_one_postgres_run_each_due_validation_exactly_once(server
     _wait_for_all(pg_url, ids)
     time.sleep(4)  # several more ticks on both servers: nothing may run twice
     assert _scheduled_counts(pg_url, ids) == dict.fromkeys(ids, 1)
-    with second.client() as http:
+    with second.client(first.admin_token) as http:
         location = http.get(f"/api/v1/projects/default/backup-locations/{ids[0]}").json()
         history = http.get(f"/api/v1/projects/default/backup-locations/{ids[0]}/validations").json()
     assert location["status"] == "Unavailable" and location["lastValidatedAt"]

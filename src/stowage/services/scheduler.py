@@ -101,4 +101,6 @@ class RevalidationScheduler:
             conn.execute(text("SELECT pg_advisory_xact_lock(7347110001)"))
             exists = conn.execute(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")).scalar()
             if not exists:
-                conn.execute(text(self.app.schema_manager.get_schema()).execution_options(no_parameters=True))
+                # Passed to the driver as is: the schema's PL/pgSQL uses '%' placeholders of its own.
+                driver: Any = conn.connection.driver_connection
+                driver.execute(self.app.schema_manager.get_schema())
