@@ -185,9 +185,7 @@ def test_role_scoped_to_another_bucket(aws: AwsAccounts, bucket: str) -> None:
 
 def test_wrong_region_names_the_real_one(aws: AwsAccounts, bucket: str) -> None:
     role = aws.create_role("stowage", bucket=bucket, external_id=EXTERNAL_ID, prefix=PREFIX)
-    report = make_validator().validate(
-        sts_spec(role, region="us-west-2"), project_name="acme", external_id=EXTERNAL_ID
-    )
+    report = make_validator().validate(sts_spec(role, region="us-west-2"), project_name="acme", external_id=EXTERNAL_ID)
     assert failed_ids(report) == ["bucket-region"], report.to_dict()
     message = by_id(report)["bucket-region"].message  # type: ignore[attr-defined]
     assert "eu-west-1" in message and "us-west-2" in message
@@ -243,9 +241,7 @@ def test_kms_key_given_and_allowed(aws: AwsAccounts, bucket: str) -> None:
     only (denials are injected at the aws boundary in ``tests/aws/test_probes_kms.py``)."""
     key = "arn:aws:kms:eu-west-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     role = aws.create_role("stowage", bucket=bucket, external_id=EXTERNAL_ID, prefix=PREFIX, kms_key_arn=key)
-    report = make_validator().validate(
-        sts_spec(role, kms_key_arn=key), project_name="acme", external_id=EXTERNAL_ID
-    )
+    report = make_validator().validate(sts_spec(role, kms_key_arn=key), project_name="acme", external_id=EXTERNAL_ID)
     kms = by_id(report)["kms"]
     assert kms.status is CheckStatus.PASSED and key in kms.message, kms  # type: ignore[attr-defined]
     assert_no_leftovers(aws)

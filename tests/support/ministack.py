@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import ssl
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,7 +142,8 @@ class Ministack:
         return self._proc.pid if self._proc is not None else None
 
     def _http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=10, verify=str(self.tls.ca_path) if self.tls else True)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(self.tls.ca_path)) if self.tls else True
+        return httpx.Client(base_url=self.url, timeout=10, verify=verify)
 
     def healthy(self) -> bool:
         """True when ``GET /_ministack/health`` answers 200."""
@@ -214,7 +216,9 @@ def start_ministack(tmp: Path, *, tls: TlsMaterial | None = None, timeout: float
     return server
 
 
-def control_plane_environment(monkeypatch: pytest.MonkeyPatch, accounts: AwsAccounts, region: str = "us-east-1") -> None:
+def control_plane_environment(
+    monkeypatch: pytest.MonkeyPatch, accounts: AwsAccounts, region: str = "us-east-1"
+) -> None:
     """Make this process's boto3 chain the control plane's identity (account 111111111111) at the emulator."""
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL_") or name in (
