@@ -1,0 +1,113 @@
+"""``stowage agent``: the long-running agent process (and a one-shot check of a location)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from stowage.agent.access import AccessProblem, open_location, probe
+from stowage.agent.backoff import Backoff
+from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
+from stowage.agent.jsonlog import JsonLog
+from stowage.agent.runner import AgentRunner
+
+
+def _token_source(token: str | None, token_file: Path | None) -> tuple[str, ...] | Path:
+    if token_file is not None:
+        return token_file
+    if token and token.strip():
+        return (token.strip(),)
+    raise typer.BadParameter("give the cluster's agent token with --token or --token-file", param_hint="--token")
+
+
+def agent(
+    server: Annotated[
+        str, typer.Option("--server", envvar="STOWAGE_SERVER", metavar="URL", help="Control plane URL.")
+    ] = "http://127.0.0.1:8080",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="STOWAGE_AGENT_TOKEN",
+            help="The cluster's agent token (stwa_...) from `stowage clusters register`.",
+            show_default=False,
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            envvar="STOWAGE_AGENT_TOKEN_FILE",
+            help="Read the agent token from this file on every call (a mounted Secret picks up rotations).",
+            show_default=False,
+        ),
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option("--ca-cert", envvar="STOWAGE_CA_CERT", help="CA bundle to trust for the control plane."),
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", envvar="STOWAGE_AGENT_LOG_LEVEL")] = "info",
+    backoff_cap: Annotated[
+        float, typer.Option("--backoff-max", help="Longest wait (s) between reconnection attempts.")
+    ] = 60.0,
+    once: Annotated[bool, typer.Option("--once", help="Send one heartbeat and exit (0 when it worked).")] = False,
+    check: Annotated[
+        str | None,
+        typer.Option(
+            "--check",
+            metavar="LOCATION_ID",
+            help="Reach this location as the agent would (brokered or direct), write/read/delete one probe "
+            "object in the cluster's own prefix, and exit.",
+        ),
+    ] = None,
+) -> None:
+    """Run the agent: heartbeat to the control plane, pull work, reconnect with backoff; stops on SIGTERM."""
+    source = _token_source(token, token_file)
+
+    def current_token() -> str:
+        if isinstance(source, Path):
+            return source.read_text(encoding="utf-8").strip()
+        return source[0]
+
+    log = JsonLog(level=log_level)
+    try:
+        control = ControlPlane(server, current_token, verify=str(ca_cert) if ca_cert else True)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--server") from exc
+    try:
+        if check is not None:
+            raise typer.Exit(_check(control, check, log))
+        stop = threading.Event()
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("agent.signal", signal=signal.Signals(signum).name)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        runner = AgentRunner(control, log=log, stop=stop, backoff=Backoff(1.0, max(1.0, backoff_cap)))
+        raise typer.Exit(runner.run(once=once))
+    finally:
+        control.close()
+
+
+def _check(control: ControlPlane, location_id: str, log: JsonLog) -> int:
+    try:
+        access = open_location(control, location_id)
+        key = probe(access)
+    except (AccessProblem, AgentRejected, ServerUnavailable) as exc:
+        log.error("agent.check.failed", location=location_id, error=str(exc))
+        return 1
+    log.info(
+        "agent.check.passed",
+        location=location_id,
+        agentAccess=access.location.get("agentAccess"),
+        bucket=access.bucket,
+        key=key,
+    )
+    return 0
