@@ -23,7 +23,10 @@ def _create(server, names: list[str]) -> list[str]:  # type: ignore[no-untyped-d
     with server.client() as http:
         for name in names:
             body = {
-                "name": name, "bucket": f"{name}-bucket", "region": "us-east-1", "skipValidation": True,
+                "name": name,
+                "bucket": f"{name}-bucket",
+                "region": "us-east-1",
+                "skipValidation": True,
                 "credentials": {"type": "sts", "roleArn": "arn:aws:iam::222222222222:role/r"},
             }
             answer = http.post("/api/v1/projects/default/backup-locations", json=body)
@@ -36,7 +39,9 @@ def _make_due(url: str, ids: list[str]) -> None:
     db = Database(url)
     with db.session() as session:
         session.execute(
-            update(Location).where(Location.id.in_(ids)).values(next_validation_at=datetime.now(UTC) - timedelta(seconds=1))
+            update(Location)
+            .where(Location.id.in_(ids))
+            .values(next_validation_at=datetime.now(UTC) - timedelta(seconds=1))
         )
     db.dispose()
 
