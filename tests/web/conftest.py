@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.ministack import ministack  # noqa: F401 - fixture (session-scoped emulator)
 from tests.support.servers import StowageServer, start_server
+from tests.web.browser import browser, page  # noqa: F401 - fixtures (Chromium)
 from tests.web.support import DEAD_ENDPOINT, WebClient, web_env
 
 

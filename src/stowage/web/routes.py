@@ -48,7 +48,7 @@ from stowage.web.sessions import session_key
 log = logging.getLogger("stowage.web")
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 PAGE_SIZE = 50
-AUTH_LABELS = {"sts": "STS (assume role)", "static": "Static keys"}
+AUTH_LABELS = {"sts": "STS", "static": "Static keys"}
 PROVIDER_LABELS = {Provider.AWS: "AWS", Provider.S3_COMPATIBLE: "S3-compatible"}
 
 

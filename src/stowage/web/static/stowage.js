@@ -447,30 +447,49 @@
     }
 
     const MARKS = { passed: "✓", failed: "✕", warning: "!", skipped: "–" };
-    function renderReport(report) {
-      checksList.replaceChildren(
-        ...report.checks.map((check, index) => {
-          const body = el(
-            "div",
-            { class: "check-body" },
-            el("div", { class: "check-head" }, el("strong", { text: check.id }), " ", el("span", { class: `status-word status-${check.status}`, text: check.status })),
-            el("p", { class: "check-message", text: check.message }),
-          );
-          if (check.remedy) {
-            const remedy = el("div", { class: "remedy" });
-            if (check.remedyText) remedy.append(el("p", {}, el("strong", { text: "How to fix: " }), check.remedyText));
-            if (check.remedyJson) {
-              const id = `remedy-json-${index}`;
-              remedy.append(
-                el("div", { class: "policy-head" }, el("span", { class: "small muted", text: "JSON" }), el("button", { class: "btn btn-small btn-copy", type: "button", "data-copy": `#${id}`, text: "Copy" })),
-                el("pre", { class: "json", id, tabindex: "0", text: check.remedyJson }),
-              );
-            }
-            body.append(remedy);
-          }
-          return el("li", { class: `check check-${check.status}`, "data-check": check.id }, el("span", { class: `mark mark-${check.status}`, "aria-hidden": "true", text: MARKS[check.status] || "?" }), body);
-        }),
+    function checkItem(check, index) {
+      const body = el(
+        "div",
+        { class: "check-body" },
+        el("div", { class: "check-head" }, el("strong", { text: check.id }), " ", el("span", { class: `status-word status-${check.status}`, text: check.status })),
+        el("p", { class: "check-message", text: check.message }),
       );
+      if (check.remedy) {
+        const remedy = el("div", { class: "remedy" });
+        if (check.remedyText) remedy.append(el("p", {}, el("strong", { text: "How to fix: " }), check.remedyText));
+        if (check.remedyJson) {
+          const id = `remedy-json-${index}`;
+          remedy.append(
+            el("div", { class: "policy-head" }, el("span", { class: "small muted", text: "JSON" }), el("button", { class: "btn btn-small btn-copy", type: "button", "data-copy": `#${id}`, text: "Copy" })),
+            el("pre", { class: "json", id, tabindex: "0", text: check.remedyJson }),
+          );
+        }
+        body.append(remedy);
+      }
+      return el("li", { class: `check check-${check.status}`, "data-check": check.id }, el("span", { class: `mark mark-${check.status}`, "aria-hidden": "true", text: MARKS[check.status] || "?" }), body);
+    }
+
+    /* What needs attention first (failed, then warnings); everything else folded underneath. */
+    function renderReport(report) {
+      const attention = [];
+      const rest = [];
+      report.checks.forEach((check, index) => {
+        (check.status === "failed" || check.status === "warning" ? attention : rest).push(checkItem(check, index));
+      });
+      const passed = report.checks.filter((c) => c.status === "passed").length;
+      const skipped = report.checks.filter((c) => c.status === "skipped").length;
+      const items = [...attention];
+      if (rest.length) {
+        const label = `${passed} check${passed === 1 ? "" : "s"} passed` + (skipped ? `, ${skipped} skipped` : "");
+        items.push(
+          el(
+            "li",
+            { class: "checks-more" },
+            el("details", {}, el("summary", { text: `Show the ${label}` }), el("ul", { class: "checks" }, ...rest)),
+          ),
+        );
+      }
+      checksList.replaceChildren(...items);
     }
 
     async function validate() {
@@ -503,8 +522,9 @@
       } else {
         validatedSnapshot = null;
         tokenInput.value = "";
-        const failed = report.checks.filter((c) => c.status === "failed").length;
-        showResult("error", `Validation failed: ${failed} check${failed === 1 ? "" : "s"} failed. Fix what the remedies say, then validate again.`);
+        const failed = report.checks.filter((c) => c.status === "failed");
+        const names = failed.slice(0, 4).map((c) => c.id).join(", ") + (failed.length > 4 ? ", …" : "");
+        showResult("error", `Validation failed: ${failed.length} check${failed.length === 1 ? "" : "s"} failed (${names}). Fix what the remedies say, then validate again.`);
       }
       updateCreate();
       if (!createButton.disabled) createButton.focus();
