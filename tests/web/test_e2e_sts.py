@@ -176,3 +176,64 @@ def test_add_location_with_sts_as_in_the_spec(page: Any, aws_server: tuple[Stowa
     leftovers = accounts.object_keys(BUCKET)
     assert len(leftovers) <= 1
     assert all(key.startswith(".stowage-validation/") for key in leftovers)
+
+
+def _focused_name(page: Any) -> str:
+    return str(
+        page.evaluate("() => document.activeElement.getAttribute('name') || document.activeElement.textContent.trim()")
+    )
+
+
+def _tab_until(page: Any, wanted: str, limit: int = 40) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if _focused_name(page) == wanted:
+            return
+    raise AssertionError(f"Tab never reached {wanted!r}")
+
+
+def test_keyboard_only_from_sign_in_to_a_created_sts_location(
+    page: Any, aws_server: tuple[StowageServer, AwsAccounts]
+) -> None:
+    server, accounts = aws_server
+    accounts.create_bucket(BUCKET, REGION)
+    with server.client() as api:
+        external_id = api.get("/api/v1/projects/default/sts").json()["externalId"]
+    role_arn = accounts.create_role(ROLE, bucket=BUCKET, external_id=external_id)
+    keyboard = page.keyboard
+
+    page.goto(server.url + "/login")
+    keyboard.type("admin@example.com")
+    keyboard.press("Tab")
+    keyboard.type("correct-horse-battery-staple")
+    keyboard.press("Enter")
+    page.wait_for_url("**/settings/backup-locations")
+    for _ in range(30):
+        keyboard.press("Tab")
+        if (
+            _focused_name(page).lower().startswith("add")
+            and page.evaluate("() => document.activeElement.tagName") == "A"
+        ):
+            break
+    keyboard.press("Enter")
+    page.wait_for_url("**/backup-locations/new")
+    keyboard.type("keyboard-sts")
+    _tab_until(page, "bucket")
+    keyboard.type(BUCKET)
+    _tab_until(page, "region")
+    keyboard.type(REGION)
+    _tab_until(page, "s3_url")
+    keyboard.press("Enter")
+    page.locator('[data-step="2"]').wait_for(state="visible")
+    assert page.evaluate("() => document.activeElement.value") == "sts"
+    _tab_until(page, "role_arn")
+    keyboard.type(role_arn)
+    keyboard.press("Enter")
+    page.locator('[data-step="3"]').wait_for(state="visible")
+    assert _focused_name(page) == "Validate"
+    keyboard.press("Enter")
+    page.wait_for_function("() => document.activeElement.hasAttribute('data-create')", timeout=90_000)
+    assert "Validation passed" in page.locator("[data-result]").inner_text()
+    keyboard.press("Enter")
+    page.wait_for_url(re.compile(r".*/backup-locations/[0-9a-f-]{36}\?notice=created"), timeout=90_000)
+    assert page.get_by_test_id("status").inner_text() == "Available"
