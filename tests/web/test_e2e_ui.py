@@ -161,9 +161,29 @@ def test_static_keys_location_created_found_made_default_and_deleted(page: Any, 
 
 
 def test_narrow_screen_has_no_sideways_scrolling(page: Any, web_server: StowageServer) -> None:
+    with web_server.client() as api:
+        created = api.post(
+            "/api/v1/projects/default/backup-locations",
+            json={
+                "name": f"narrow-{uuid.uuid4().hex[:6]}",
+                "bucket": "a-rather-long-bucket-name-for-a-small-screen",
+                "region": "ap-southeast-2",
+                "prefix": "clusters/production/eu-central/with/a/deep/prefix",
+                "credentials": {"type": "static", "accessKeyId": "AKIAABCDEFGHIJKLMNOP", "secretAccessKey": "x" * 40},
+                "skipValidation": True,
+            },
+        )
+        assert created.status_code == 201, created.text
+    detail = "/projects/default/settings/backup-locations/" + created.json()["id"]
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in(page, web_server.url)
-    for path in ("/projects/default/settings/backup-locations", "/projects/default/settings/backup-locations/new"):
+    for path in (
+        "/projects/default/settings/backup-locations",
+        "/projects/default/settings/backup-locations/new",
+        detail,
+        detail + "/edit",
+        "/settings/users",
+    ):
         page.goto(web_server.url + path)
         width = page.evaluate("() => document.documentElement.scrollWidth")
         assert width <= 390, f"{path} is {width}px wide on a 390px screen"
