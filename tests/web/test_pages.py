@@ -206,12 +206,15 @@ def test_errors_are_friendly_pages_never_tracebacks(admin: WebClient) -> None:
         LIST + "/" + str(uuid.uuid4()),
         LIST + "/" + str(uuid.uuid4()) + "/edit",
         "/projects/default/settings/nothing-here",
+        "/account/nothing",
     ):
         page = admin.get(path)
         assert page.status_code == 404, path
         assert "text/html" in page.headers["content-type"]
         assert 'data-testid="error-message"' in page.text
         assert "Traceback" not in page.text
+    assert admin.get("/logout").headers["location"] == "/"  # a link never signs out; only the form does
+    assert admin.get("/account").status_code == 200
     unknown_ui = admin.get("/ui/nothing")
     assert unknown_ui.status_code == 404
     assert unknown_ui.json()["code"] == "not_found"

@@ -422,7 +422,15 @@ async def delete(request: Request, project: str, location_id: str) -> Response:
 fallback = APIRouter(route_class=WebRoute, include_in_schema=False)
 
 
+@fallback.get("/logout")
+async def logout_link(request: Request) -> Response:
+    """Signing out changes state, so it is a form post; a plain link just goes home."""
+    del request
+    return redirect("/")
+
+
 @fallback.api_route("/projects/{rest:path}", methods=["GET", "POST"])
+@fallback.api_route("/account/{rest:path}", methods=["GET", "POST"])
 @fallback.api_route("/ui/{rest:path}", methods=["GET", "POST"])
 @fallback.api_route("/settings/{rest:path}", methods=["GET", "POST"])
 async def not_found(request: Request, rest: str) -> Response:
