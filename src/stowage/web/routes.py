@@ -20,6 +20,7 @@ from stowage.domain.policies import render as render_policy
 from stowage.domain.regions import ALL_REGIONS, REGION_NAMES
 from stowage.services.locations import SavedLocation
 from stowage.services.policies import PolicyRequest, StsInfo
+from stowage.services.runtime import Runtime
 from stowage.services.tenancy import DEFAULT_PROJECT
 from stowage.web import users
 from stowage.web.common import (
@@ -67,7 +68,7 @@ def locations_url(project: str, *parts: str) -> str:
     return "/".join([base, *(quote(p, safe="") for p in parts)])
 
 
-def _runtime(request: Request) -> Any:
+def _runtime(request: Request) -> Runtime:
     return web_state(request).runtime
 
 
@@ -140,7 +141,7 @@ async def list_page(request: Request, project: str) -> Response:
             who.principal, project, search=search or None, limit=PAGE_SIZE, offset=offset
         )
     )
-    context = {
+    context: dict[str, Any] = {
         "page": page,
         "search": search,
         "offset": offset,
@@ -152,7 +153,7 @@ async def list_page(request: Request, project: str) -> Response:
         "next_url": _page_url(project, search, offset + PAGE_SIZE) if offset + PAGE_SIZE < page.total else "",
     }
     if request.query_params.get("fragment") == "1":
-        frame = {"project": await run_in_threadpool(runtime.tenancy.project, who.principal, project)}
+        frame: dict[str, Any] = {"project": await run_in_threadpool(runtime.tenancy.project, who.principal, project)}
         return render(request, "_locations_table.html", who=who, **frame, **context)
     return render(request, "locations.html", who=who, **await _frame(request, who, project), **context)
 
