@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -59,8 +61,13 @@ def sign_in(page: Any, base_url: str, email: str = ADMIN_EMAIL, password: str = 
 
 
 def screenshot(page: Any, name: str, **kwargs: Any) -> Path:
-    """Save a screenshot for the docs (docs/images/<name>)."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / name
+    """Take a screenshot; it refreshes docs/images/<name> only with STOWAGE_UPDATE_SCREENSHOTS=1.
+
+    Every run takes it (so the page must render), but by default into a temporary folder: the committed
+    images would otherwise change on every test run (ids, times) and leave the checkout dirty.
+    """
+    folder = SCREENSHOTS if os.environ.get("STOWAGE_UPDATE_SCREENSHOTS") == "1" else Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
     page.screenshot(path=str(path), **kwargs)
     return path
