@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 import botocore.config
+import botocore.credentials
 import botocore.loaders
 import botocore.session
 
@@ -62,13 +64,66 @@ def _shared_loader() -> botocore.loaders.Loader:
         return _loader
 
 
-def session(credentials: TemporaryCredentials | None = None, region: str | None = None) -> boto3.session.Session:
-    """A boto3 session: the standard chain when no credentials are given."""
+CredentialSource = Callable[[], TemporaryCredentials]
+
+
+class PendingCredentials(botocore.credentials.Credentials):
+    """Credentials still on their way (an AssumeRole in flight): clients are built now, signing waits.
+
+    Building clients costs ~10 ms each; doing it while STS answers takes that off the critical path.
+    """
+
+    def __init__(self, source: CredentialSource) -> None:
+        # No super().__init__(): there are no values yet, every read goes through ``source``.
+        self._source = source
+        self.method = "stowage-pending"
+        self.account_id = None
+
+    @property
+    def access_key(self) -> str:  # type: ignore[override]
+        """The access key id (waits for the credentials)."""
+        return self._source().access_key_id
+
+    @property
+    def secret_key(self) -> str:  # type: ignore[override]
+        """The secret access key (waits for the credentials)."""
+        return self._source().secret_access_key
+
+    @property
+    def token(self) -> str | None:  # type: ignore[override]
+        """The session token (waits for the credentials)."""
+        return self._source().session_token
+
+    def get_frozen_credentials(self) -> botocore.credentials.ReadOnlyCredentials:
+        """What the request signer uses: the credentials once they are there."""
+        creds = self._source()
+        return botocore.credentials.ReadOnlyCredentials(
+            creds.access_key_id, creds.secret_access_key, creds.session_token, None
+        )
+
+
+class _FixedProvider:
+    """A ``credential_provider`` component that always answers the same credentials object."""
+
+    def __init__(self, credentials: botocore.credentials.Credentials) -> None:
+        self._credentials = credentials
+
+    def load_credentials(self) -> botocore.credentials.Credentials:
+        return self._credentials
+
+
+def session(
+    credentials: TemporaryCredentials | CredentialSource | None = None, region: str | None = None
+) -> boto3.session.Session:
+    """A boto3 session: the standard chain when no credentials are given; a callable defers them."""
     # A fresh botocore session per call so environment and credential-chain changes are seen; only the
     # parsed models are shared.
     core = botocore.session.Session()
     core.register_component("data_loader", _shared_loader())
     if credentials is None:
+        return boto3.session.Session(region_name=region, botocore_session=core)
+    if callable(credentials):
+        core.register_component("credential_provider", _FixedProvider(PendingCredentials(credentials)))
         return boto3.session.Session(region_name=region, botocore_session=core)
     return boto3.session.Session(
         aws_access_key_id=credentials.access_key_id,

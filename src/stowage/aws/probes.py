@@ -6,23 +6,26 @@ validation, probes work under a random prefix (``<prefix>/.stowage-validation/<u
 and cleanup runs in ``finally``; whatever the credentials could not delete is named in the report.
 
 Round trips: everything that does not need an earlier answer goes out at once (HeadBucket, ListObjectsV2,
-PutObject, ListParts and AbortMultipartUpload on an unknown upload id, the six EC2 DryRun calls); only the
-probe object forces an order (put, then get, then delete). With AssumeRole before it, a validation takes four
-round trips end to end.
+PutObject, GetObject of a key that does not exist, ListParts and AbortMultipartUpload on an unknown upload
+id, the six EC2 DryRun calls); only the probe object forces an order (put, then delete). With AssumeRole
+before it a validation takes three round trips end to end; four when the probe must be read back (SSE-KMS,
+to prove kms:Decrypt, or an AccessDenied that only a real read can explain).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stowage import errors
@@ -118,26 +121,167 @@ def write_ca_bundle(pem: str) -> str:
 
 
 def default_client_factory(
-    credentials: TemporaryCredentials, spec: LocationSpec, *, verify: str | None, timeout: float
+    credentials: TemporaryCredentials | clients.CredentialSource,
+    spec: LocationSpec,
+    *,
+    verify: str | None,
+    timeout: float,
 ) -> ClientFactory:
-    """Clients for the location: its region, its S3 URL (custom endpoints), CA bundle and addressing style."""
+    """Clients for the location: its region, its S3 URL (custom endpoints), CA bundle and addressing style.
+
+    ``credentials`` may be a callable that blocks until they exist (see ``clients.PendingCredentials``).
+    """
     config = clients.probe_config(timeout)
     lock = threading.Lock()
+    made: list[Any] = []
 
     def make(service: str) -> Any:
-        endpoint = spec.s3_url.strip() if service == "s3" and spec.s3_url and spec.s3_url.strip() else None
+        is_s3 = service == "s3"
+        endpoint = spec.s3_url.strip() if is_s3 and spec.s3_url and spec.s3_url.strip() else None
+        if is_s3 and spec.force_path_style:
+            cfg = config.merge(botocore.config.Config(s3={"addressing_style": "path"}))
+        else:
+            cfg = config
         with lock:
-            return clients.client(
-                service,
-                credentials=credentials,
-                region=spec.region,
-                endpoint_url=endpoint,
-                verify=verify if service == "s3" else None,
-                force_path_style=spec.force_path_style and service == "s3",
-                config=config,
-            )
+            # One session for all of a run's clients: building a botocore session costs ~10 ms.
+            if not made:
+                made.append(clients.session(credentials, spec.region))
+            kwargs: dict[str, Any] = {"config": cfg}
+            if endpoint:
+                kwargs["endpoint_url"] = endpoint
+            if is_s3 and verify is not None:
+                kwargs["verify"] = verify
+            client = made[0].client(service, **kwargs)
+        if is_s3:
+            # botocore sends PutObject with "Expect: 100-continue" and waits for the 100 before the body: a whole
+            # extra round trip for a probe of a few bytes.
+            client.meta.events.register_last("before-call.s3", _no_expect_continue)
+        return client
 
     return make
+
+
+class ProbeClients:
+    """The clients of one probe run and the CA file behind them; close (or ``with``) deletes the file.
+
+    Built before the credentials exist when given a callable: ``warm`` then makes the clients while
+    AssumeRole is in flight, and the first signed request waits for the credentials.
+    """
+
+    def __init__(
+        self, spec: LocationSpec, credentials: TemporaryCredentials | clients.CredentialSource, *, timeout: float
+    ) -> None:
+        self.spec = spec
+        self._ca_path = write_ca_bundle(spec.ca_cert) if spec.ca_cert and spec.ca_cert.strip() else None
+        self._factory = default_client_factory(credentials, spec, verify=self._ca_path, timeout=timeout)
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        """The run's client for ``service`` (made once)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._factory(service)
+            return self._clients[service]
+
+    def warm(self) -> None:
+        """Make every client the run will need now (no network calls)."""
+        self.client("s3")
+        if self.spec.ec2_checks_apply:
+            self.client("ec2")
+
+    def close(self) -> None:
+        """Delete the CA file, if one was written."""
+        if self._ca_path is not None:
+            os.unlink(self._ca_path)
+            self._ca_path = None
+
+    def __enter__(self) -> ProbeClients:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _no_expect_continue(params: dict[str, Any], **_: Any) -> None:
+    params.get("headers", {}).pop("Expect", None)
+
+
+class _SwappableSource:
+    """The credentials of whoever holds a pooled client set right now."""
+
+    def __init__(self) -> None:
+        self.current: TemporaryCredentials | clients.CredentialSource | None = None
+
+    def __call__(self) -> TemporaryCredentials:
+        current = self.current
+        if current is None:
+            raise errors.CloudCredentialsMissing("probe clients used outside their lease")
+        return current() if callable(current) else current
+
+
+class _PooledClients(ProbeClients):
+    """A ProbeClients whose credentials are swapped per lease (no CA file: custom CAs are never pooled)."""
+
+    def __init__(self, spec: LocationSpec, *, timeout: float) -> None:
+        self.source = _SwappableSource()
+        super().__init__(spec, self.source, timeout=timeout)
+
+
+PoolKey = tuple[str, str | None, bool, str | None, str | None]
+
+
+class ClientPool:
+    """Probe clients kept between validations, leased to one run at a time with that run's credentials.
+
+    A fresh client costs ~10 ms to build and parses its service model again on first use of each operation
+    (EC2's is large), CPU time that a validation of a few round trips notices; pooled clients also keep their
+    connections alive. Locations with a custom CA get fresh clients (the CA file lives only for one run).
+    """
+
+    def __init__(self, *, timeout: float, max_idle: int = 4) -> None:
+        self._timeout = timeout
+        self._max_idle = max_idle
+        self._lock = threading.Lock()
+        self._idle: dict[PoolKey, list[_PooledClients]] = {}
+
+    @contextlib.contextmanager
+    def lease(
+        self, spec: LocationSpec, credentials: TemporaryCredentials | clients.CredentialSource
+    ) -> Iterator[ProbeClients]:
+        """Clients for ``spec`` signing with ``credentials`` (a callable may still be waiting for them)."""
+        if spec.ca_cert and spec.ca_cert.strip():
+            with ProbeClients(spec, credentials, timeout=self._timeout) as fresh:
+                yield fresh
+            return
+        key = self._key(spec)
+        with self._lock:
+            idle = self._idle.get(key)
+            leased = idle.pop() if idle else None
+        if leased is None:
+            leased = _PooledClients(spec, timeout=self._timeout)
+        leased.source.current = credentials
+        leased.spec = spec
+        try:
+            yield leased
+        finally:
+            leased.source.current = None
+            with self._lock:
+                idle = self._idle.setdefault(key, [])
+                if len(idle) < self._max_idle:
+                    idle.append(leased)
+
+    @staticmethod
+    def _key(spec: LocationSpec) -> PoolKey:
+        url = spec.s3_url.strip() if spec.s3_url and spec.s3_url.strip() else None
+        # Clients read AWS_ENDPOINT_URL* when built: a changed setting must not reach an old client.
+        return (
+            spec.region,
+            url,
+            spec.force_path_style,
+            clients.endpoint_override("s3"),
+            clients.endpoint_override("ec2"),
+        )
 
 
 def run_probes(
@@ -154,17 +298,17 @@ def run_probes(
 
     ``principal_arn`` (the role) goes into the KMS key-policy remedy; ``on_result`` sees each check as soon
     as it is known (a caller with a deadline keeps what finished); ``client_factory`` replaces the boto3
-    clients (tests inject answers no emulator gives, such as KMS denials); ``max_workers=1`` runs the very
-    same probes one after another (the benchmark's naive baseline).
+    clients (``ProbeClients.client`` made ahead of time, or tests injecting answers no emulator gives, such
+    as KMS denials); ``max_workers=1`` runs the very same probes one after another (the benchmark's naive
+    baseline).
     """
-    ca_path = write_ca_bundle(spec.ca_cert) if spec.ca_cert and spec.ca_cert.strip() else None
-    try:
-        factory = client_factory or default_client_factory(credentials, spec, verify=ca_path, timeout=timeout)
-        run = _ProbeRun(spec, factory, principal_arn=principal_arn, on_result=on_result)
+    if client_factory is not None:
+        return _ProbeRun(spec, client_factory, principal_arn=principal_arn, on_result=on_result).execute(
+            max_workers=max_workers
+        )
+    with ProbeClients(spec, credentials, timeout=timeout) as made:
+        run = _ProbeRun(spec, made.client, principal_arn=principal_arn, on_result=on_result)
         return run.execute(max_workers=max_workers)
-    finally:
-        if ca_path is not None:
-            os.unlink(ca_path)
 
 
 # ------------------------------------------------------------------------------------------------ one run
@@ -184,6 +328,7 @@ class _ProbeRun:
         self.bucket = self.spec.bucket
         self.probe_key = self.spec.object_key(VALIDATION_DIR, self.run_id, "probe")
         self.mpu_key = self.spec.object_key(VALIDATION_DIR, self.run_id, "multipart")
+        self.absent_key = self.spec.object_key(VALIDATION_DIR, self.run_id, "absent")
         self.upload_id = f"stowage-validation-{self.run_id}"
         self.body = f"stowage validation probe {self.run_id}\n".encode()
         self.lock = threading.Lock()
@@ -230,9 +375,12 @@ class _ProbeRun:
         if spec.kms_key_arn:
             # Backups are written with the location's key, so the probe must be too.
             put_args.update(ServerSideEncryption=_SSE_KMS, SSEKMSKeyId=spec.kms_key_arn)
-        # First round trip (after AssumeRole): every independent call at once. The EC2 probes report
-        # themselves; the S3 ones are judged together because a missing bucket changes their meaning.
+        # First round trip (after AssumeRole): every independent call at once. GetObject is proven on a key
+        # that does not exist (NoSuchKey is only told to principals allowed to read), so it need not wait for
+        # the put. The EC2 probes report themselves; the S3 ones are judged together because a missing bucket
+        # changes their meaning.
         put = pool.submit(call, s3.put_object, **put_args)
+        absent = pool.submit(call, s3.get_object, Bucket=self.bucket, Key=self.absent_key)
         head = pool.submit(call, s3.head_bucket, Bucket=self.bucket)
         listing = pool.submit(call, s3.list_objects_v2, Bucket=self.bucket, Prefix=self._list_prefix(), MaxKeys=1)
         parts = pool.submit(
@@ -246,37 +394,38 @@ class _ProbeRun:
         put_outcome: Outcome | None = None
         deleted = False
         try:
+            # The delete waits only for what decides whether to read the probe back first, not for the rest.
             put_outcome = put.result()
-            get_future: Future[Outcome] | None = None
-            delete_future: Future[Outcome] | None = None
-            if not put_outcome.ok:
-                # Nothing was written, so reading and deleting the (missing) key cannot race: both at once.
-                get_future = pool.submit(call, s3.get_object, Bucket=self.bucket, Key=self.probe_key)
-                delete_future = pool.submit(call, s3.delete_object, Bucket=self.bucket, Key=self.probe_key)
+            absent_outcome = self._drain_body(absent.result())
+            listing_outcome = listing.result()
+            read: Outcome | None = None
+            if put_outcome.ok and self._needs_read_back(put_outcome, absent_outcome, listing_outcome):
+                # Only when it proves something the absent key cannot: kms:Decrypt, or a 403 that is ambiguous.
+                read = self._drain_body(call(s3.get_object, Bucket=self.bucket, Key=self.probe_key))
+            # Last round trip: delete the probe (the DeleteObject check is also the cleanup). Without a probe
+            # object the delete of its missing key still proves the permission (S3 answers 204).
+            delete_outcome = call(s3.delete_object, Bucket=self.bucket, Key=self.probe_key)
+            deleted = delete_outcome.ok
             region_result, bucket_missing = self._bucket_region(s3, head.result())
             self.emit(region_result)
-            listing_outcome = listing.result()
             for result in (
                 self._list_bucket(listing_outcome),
                 self._multipart("s3:ListMultipartUploadParts", parts.result()),
                 self._multipart("s3:AbortMultipartUpload", abort.result()),
             ):
                 self.emit(self._unless_bucket_missing(result, bucket_missing))
-            if get_future is None:
-                # Second and third round trips: read the probe back, then delete it (the delete is the cleanup).
-                get_outcome = self._drain_body(call(s3.get_object, Bucket=self.bucket, Key=self.probe_key))
-                delete_outcome = call(s3.delete_object, Bucket=self.bucket, Key=self.probe_key)
-            else:
-                assert delete_future is not None
-                get_outcome, delete_outcome = get_future.result(), delete_future.result()
-            deleted = delete_outcome.ok
-            for result in self._object_checks(put_outcome, get_outcome, delete_outcome, listing_outcome):
+            checks = self._object_checks(put_outcome, absent_outcome, read, delete_outcome, listing_outcome)
+            for result in checks:
                 self.emit(self._unless_bucket_missing(result, bucket_missing))
-            self.emit(self._kms(put_outcome, get_outcome))
+            self.emit(self._kms(put_outcome, read if read is not None else absent_outcome))
         finally:
             if put_outcome is not None and put_outcome.ok and not deleted:
                 # Cleanup of last resort (the delete above failed or never ran): try once more, then name it.
                 self._last_resort_delete(s3)
+
+    def _needs_read_back(self, put: Outcome, absent: Outcome, listing: Outcome) -> bool:
+        encrypted = _header_or_field(put, "x-amz-server-side-encryption", "ServerSideEncryption") == _SSE_KMS
+        return bool(self.spec.kms_key_arn) or encrypted or _ambiguous_read_denial(absent, listing)
 
     # -- S3 ------------------------------------------------------------------------------------------------
     def _list_prefix(self) -> str:
@@ -343,7 +492,9 @@ class _ProbeRun:
             return CheckResult.passed(action, f"Listed s3://{self.bucket}/{self._list_prefix()}.", action=action)
         return self._denied_or_failed(action, outcome, f"s3://{self.bucket}/{self._list_prefix()}")
 
-    def _object_checks(self, put: Outcome, get: Outcome, delete: Outcome, listing: Outcome) -> list[CheckResult]:
+    def _object_checks(
+        self, put: Outcome, absent: Outcome, read: Outcome | None, delete: Outcome, listing: Outcome
+    ) -> list[CheckResult]:
         url = f"s3://{self.bucket}/{self.probe_key}"
         results: list[CheckResult] = []
         # PutObject
@@ -360,54 +511,7 @@ class _ProbeRun:
             )
         else:
             results.append(self._denied_or_failed("s3:PutObject", put, url))
-        # GetObject
-        if get.ok:
-            body = (get.response or {}).get("Body")
-            if isinstance(body, bytes) and body != self.body:
-                results.append(
-                    CheckResult.warning(
-                        "s3:GetObject",
-                        f"Read {url} back, but its content differs from what was written.",
-                        "Check for a proxy or gateway that rewrites objects.",
-                        action="s3:GetObject",
-                    )
-                )
-            else:
-                results.append(CheckResult.passed("s3:GetObject", f"Read {url} back.", action="s3:GetObject"))
-        elif _is_kms_error(get):
-            results.append(
-                CheckResult.warning(
-                    "s3:GetObject",
-                    f"S3 allowed the read of {url}, but KMS refused to decrypt it (see the kms check): "
-                    f"{get.code}: {get.message}",
-                    action="s3:GetObject",
-                )
-            )
-        elif not put.ok and get.code in ("NoSuchKey", "404"):
-            # Nothing was written, yet S3 said "no such key" rather than "access denied": reading is allowed.
-            results.append(
-                CheckResult.passed(
-                    "s3:GetObject",
-                    f"Allowed: reading {url} answered NoSuchKey (there was no probe object to read because the "
-                    "write failed).",
-                    action="s3:GetObject",
-                )
-            )
-        elif (
-            not put.ok and get.code in ("AccessDenied", "403") and not listing.ok and "s3:GetObject" not in get.message
-        ):
-            # Without s3:ListBucket, S3 answers 403 for a missing key, so this 403 proves nothing either way.
-            results.append(
-                CheckResult.warning(
-                    "s3:GetObject",
-                    f"Could not tell whether reading is allowed: there was no probe object and, without "
-                    f"s3:ListBucket, S3 answers AccessDenied for missing keys ({get.message}).",
-                    "Fix s3:PutObject and s3:ListBucket, then validate again.",
-                    action="s3:GetObject",
-                )
-            )
-        else:
-            results.append(self._denied_or_failed("s3:GetObject", get, url))
+        results.append(self._get_object(put, absent, read, listing))
         # DeleteObject (the probe's own cleanup)
         if delete.ok:
             done = f"Deleted {url}." if put.ok else f"Allowed: deleting {url} succeeded (no object had been written)."
@@ -423,6 +527,48 @@ class _ProbeRun:
                 )
             results.append(failed)
         return results
+
+    def _get_object(self, put: Outcome, absent: Outcome, read: Outcome | None, listing: Outcome) -> CheckResult:
+        action = "s3:GetObject"
+        url = f"s3://{self.bucket}/{self.probe_key}"
+        if read is not None:
+            # A real read of the probe is the stronger evidence whenever there is one.
+            if read.ok:
+                body = (read.response or {}).get("Body")
+                if isinstance(body, bytes) and body != self.body:
+                    return CheckResult.warning(
+                        action,
+                        f"Read {url} back, but its content differs from what was written.",
+                        "Check for a proxy or gateway that rewrites objects.",
+                        action=action,
+                    )
+                return CheckResult.passed(action, f"Read {url} back.", action=action)
+            if _is_kms_error(read):
+                return CheckResult.warning(
+                    action,
+                    f"S3 allowed the read of {url}, but KMS refused to decrypt it (see the kms check): "
+                    f"{read.code}: {read.message}",
+                    action=action,
+                )
+            return self._denied_or_failed(action, read, url)
+        absent_url = f"s3://{self.bucket}/{self.absent_key}"
+        if absent.code in ("NoSuchKey", "404") or absent.ok:
+            return CheckResult.passed(
+                action,
+                f"Allowed: reading {absent_url}, a key that does not exist, answered NoSuchKey (S3 tells that only "
+                "to principals allowed s3:GetObject).",
+                action=action,
+            )
+        if _ambiguous_read_denial(absent, listing) and not put.ok:
+            # Without s3:ListBucket, S3 answers 403 for a missing key, and there was no probe to read instead.
+            return CheckResult.warning(
+                action,
+                f"Could not tell whether reading is allowed: without s3:ListBucket, S3 answers AccessDenied for "
+                f"missing keys, and no probe object could be written to read instead ({absent.message}).",
+                "Fix s3:PutObject and s3:ListBucket, then validate again.",
+                action=action,
+            )
+        return self._denied_or_failed(action, absent, absent_url)
 
     def _multipart(self, action: str, outcome: Outcome) -> CheckResult:
         if outcome.code == "NoSuchUpload":
@@ -658,6 +804,15 @@ def _is_kms_error(outcome: Outcome) -> bool:
         # S3 passes KMS's own errors through as KMS.NotFoundException, KMS.DisabledException, ...
         return True
     return code in ("AccessDenied", "403") and "kms:" in outcome.message.lower()
+
+
+def _ambiguous_read_denial(absent: Outcome, listing: Outcome) -> bool:
+    """True when a 403 for a missing key may mean "no s3:ListBucket" rather than "no s3:GetObject".
+
+    Without s3:ListBucket, S3 answers AccessDenied for a missing key even to a principal allowed to read it,
+    unless its message names the action that was refused (AWS's detailed messages do).
+    """
+    return absent.code in ("AccessDenied", "403") and not listing.ok and "s3:GetObject" not in absent.message
 
 
 def _header_or_field(outcome: Outcome, header: str, name: str) -> str | None:

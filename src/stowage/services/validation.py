@@ -64,6 +64,7 @@ class LocationValidator:
         self._broker = broker
         self._identity = identity
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._clients = probes.ClientPool(timeout=settings.validation_timeout_seconds)
 
     def validate(
         self, spec: LocationSpec, *, project_name: str, external_id: str, live: bool = True
@@ -87,7 +88,7 @@ class LocationValidator:
         collector = _Collector()
         # Not a ``with`` block: on timeout the workers may still sit in a socket read, and waiting for them is
         # exactly what must not happen. They finish on their own (botocore timeouts) and still clean up.
-        pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="stowage-validate")
+        pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="stowage-validate")
         try:
             flow = pool.submit(self._live_flow, spec, project_name, external_id, collector, pool, deadline)
             try:
@@ -127,28 +128,41 @@ class LocationValidator:
         pool: ThreadPoolExecutor,
         deadline: float,
     ) -> None:
-        credentials: TemporaryCredentials | None
-        principal: str | None = None
+        remaining = max(0.5, deadline - time.monotonic())
         if isinstance(spec.credentials, StaticCredentials):
             for check_id in _ROLE_CHECK_IDS:
                 collector.add(CheckResult.skipped(check_id, "Uses static keys: no role to assume."))
-            credentials = TemporaryCredentials.from_static(spec.credentials)
-        else:
-            credentials = self._assume(spec, project_name, external_id, collector, pool)
-            principal = spec.credentials.role_arn
-        if credentials is None:
-            for check_id in probes.PROBE_CHECK_IDS:
-                collector.add(
-                    CheckResult.skipped(check_id, "Not checked: the role could not be assumed (see assume-role).")
+            static = TemporaryCredentials.from_static(spec.credentials)
+            with self._clients.lease(spec, static) as leased:
+                probes.run_probes(
+                    static, spec, timeout=remaining, on_result=collector.add, client_factory=leased.client
                 )
             return
-        probes.run_probes(
-            credentials,
-            spec,
-            principal_arn=principal,
-            timeout=max(0.5, deadline - time.monotonic()),
-            on_result=collector.add,
-        )
+        role_arn = spec.credentials.role_arn
+        assumed: Future[TemporaryCredentials] = Future()
+        # The probe clients are leased (or built) while STS answers; signing waits for ``assumed``. That takes
+        # client set-up off the critical path of a validation that is only a few round trips long.
+        with self._clients.lease(spec, assumed.result) as probe_clients:
+            warming = pool.submit(probe_clients.warm)
+            credentials = self._assume(spec, project_name, external_id, collector, pool)
+            if credentials is None:
+                assumed.set_exception(errors.CloudError("The role could not be assumed."))
+                for check_id in probes.PROBE_CHECK_IDS:
+                    collector.add(
+                        CheckResult.skipped(check_id, "Not checked: the role could not be assumed (see assume-role).")
+                    )
+                return
+            assumed.set_result(credentials)
+            # A client that failed to build is built (and reported) again by the probe run itself.
+            warming.exception()
+            probes.run_probes(
+                credentials,
+                spec,
+                principal_arn=role_arn,
+                timeout=max(0.5, deadline - time.monotonic()),
+                on_result=collector.add,
+                client_factory=probe_clients.client,
+            )
 
     def _assume(
         self,
