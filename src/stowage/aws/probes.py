@@ -52,7 +52,7 @@ ResultSink = Callable[[CheckResult], None]
 _WHAT = {
     "s3:ListBucket": "list the objects under the prefix (ListObjectsV2, MaxKeys 1)",
     "s3:PutObject": "write a probe object (PutObject)",
-    "s3:GetObject": "read the probe object back (GetObject)",
+    "s3:GetObject": "read objects (GetObject)",
     "s3:DeleteObject": "delete the probe object (DeleteObject)",
     "s3:ListMultipartUploadParts": "list the parts of a multipart upload (ListParts on an unknown upload id)",
     "s3:AbortMultipartUpload": "abort a multipart upload (AbortMultipartUpload on an unknown upload id)",
@@ -351,7 +351,8 @@ class _ProbeRun:
             for check_id in PROBE_CHECK_IDS:
                 if check_id.startswith("ec2:") and not ec2_applies:
                     continue
-                self.emit(CheckResult.failed(check_id, message, "Check the S3 URL and region.", action=check_id))
+                action = check_id if ":" in check_id else ""
+                self.emit(CheckResult.failed(check_id, message, "Check the S3 URL and region.", action=action))
             return self._ordered(ec2_applies)
         with ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="stowage-probe") as pool:
             self._run(pool, s3, ec2)

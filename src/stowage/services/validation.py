@@ -73,9 +73,9 @@ class LocationValidator:
         started = time.monotonic()
         static = naming.static_checks(spec, now=self._clock())
         if not live:
-            live_results = [CheckResult.skipped(i, "Live validation skipped.") for i in LIVE_CHECK_IDS]
+            live_results = [_skip(i, "Live validation skipped.") for i in LIVE_CHECK_IDS]
         elif any(c.is_failure for c in static):
-            live_results = [CheckResult.skipped(i, "Not checked: fix the errors above first.") for i in LIVE_CHECK_IDS]
+            live_results = [_skip(i, "Not checked: fix the errors above first.") for i in LIVE_CHECK_IDS]
         else:
             live_results = self._live(spec, project_name=project_name, external_id=external_id, started=started)
         duration_ms = int((time.monotonic() - started) * 1000)
@@ -115,7 +115,7 @@ class LocationValidator:
         for check_id in LIVE_CHECK_IDS:
             found = done.get(check_id)
             if found is None:
-                found = CheckResult.failed(check_id, timed_out, timeout_fix, action=check_id if ":" in check_id else "")
+                found = CheckResult.failed(check_id, timed_out, timeout_fix, action=_action_of(check_id))
             results.append(found)
         return results
 
@@ -131,7 +131,7 @@ class LocationValidator:
         remaining = max(0.5, deadline - time.monotonic())
         if isinstance(spec.credentials, StaticCredentials):
             for check_id in _ROLE_CHECK_IDS:
-                collector.add(CheckResult.skipped(check_id, "Uses static keys: no role to assume."))
+                collector.add(_skip(check_id, "Uses static keys: no role to assume."))
             static = TemporaryCredentials.from_static(spec.credentials)
             with self._clients.lease(spec, static) as leased:
                 probes.run_probes(
@@ -148,9 +148,7 @@ class LocationValidator:
             if credentials is None:
                 assumed.set_exception(errors.CloudError("The role could not be assumed."))
                 for check_id in probes.PROBE_CHECK_IDS:
-                    collector.add(
-                        CheckResult.skipped(check_id, "Not checked: the role could not be assumed (see assume-role).")
-                    )
+                    collector.add(_skip(check_id, "Not checked: the role could not be assumed (see assume-role)."))
                 return
             assumed.set_result(credentials)
             # A client that failed to build is built (and reported) again by the probe run itself.
@@ -292,6 +290,17 @@ class LocationValidator:
             return self._identity.identity().account_id
         except errors.StsUnavailable:
             return None
+
+
+def _action_of(check_id: str) -> str:
+    """The IAM action a live check is about ('' for checks that are not about one action)."""
+    if check_id == "assume-role":
+        return "sts:AssumeRole"
+    return check_id if ":" in check_id else ""
+
+
+def _skip(check_id: str, message: str) -> CheckResult:
+    return CheckResult.skipped(check_id, message, action=_action_of(check_id))
 
 
 def _describe(exc: BaseException) -> str:
