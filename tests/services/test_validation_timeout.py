@@ -96,3 +96,29 @@ def test_s3_blackhole_times_out_within_the_bound(blackhole: str) -> None:
     for action in S3_ACTIONS:
         assert checks[action].status is CheckStatus.FAILED
         assert "timed out" in checks[action].message
+
+
+class _BrokenBroker(CredentialBroker):
+    """A broker with a bug: the validator must report it as failed checks, never raise."""
+
+    def assume_once(self, **_: object) -> object:  # type: ignore[override]
+        raise RuntimeError("boom")
+
+    def try_assume_without_external_id(self, role_arn: str, session_name: str, region: str) -> bool:
+        return False
+
+
+def test_a_bug_becomes_failed_checks_not_an_exception() -> None:
+    settings = Settings(validation_timeout_seconds=LIMIT)
+    validator = LocationValidator(settings=settings, broker=_BrokenBroker(settings), identity=IdentityResolver())
+    spec = LocationSpec(
+        name="buggy",
+        provider=Provider.AWS,
+        bucket="some-bucket",
+        region="eu-west-1",
+        credentials=StsCredentials("arn:aws:iam::222222222222:role/stowage"),
+    )
+    report = validator.validate(spec, project_name="acme", external_id="e" * 40)
+    live = [c for c in report.checks if c.id in LIVE_CHECK_IDS]
+    assert not report.ok
+    assert all(c.status is CheckStatus.FAILED and "stopped unexpectedly (RuntimeError)" in c.message for c in live)

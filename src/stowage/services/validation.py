@@ -86,38 +86,29 @@ class LocationValidator:
         limit = self._settings.validation_timeout_seconds
         deadline = started + limit
         collector = _Collector()
+        unfinished = f"Validation timed out after {limit:g} s before this check finished."
+        fix = (
+            "Check that the control plane can reach STS and the storage endpoint (network, proxy, firewall) and "
+            "validate again; STOWAGE_VALIDATION_TIMEOUT_SECONDS raises the limit."
+        )
         # Not a ``with`` block: on timeout the workers may still sit in a socket read, and waiting for them is
         # exactly what must not happen. They finish on their own (botocore timeouts) and still clean up.
         pool = ThreadPoolExecutor(max_workers=3, thread_name_prefix="stowage-validate")
         try:
             flow = pool.submit(self._live_flow, spec, project_name, external_id, collector, pool, deadline)
-            try:
-                flow.result(timeout=max(0.0, deadline - time.monotonic()))
-            except FutureTimeout:
-                pass
-            except Exception as exc:  # noqa: BLE001 - a bug in a probe must become a failed check, not a 500
-                collector.add(
-                    CheckResult.failed(
-                        "assume-role" if spec.uses_sts else "bucket-region",
-                        f"Validation stopped unexpectedly: {_describe(exc)}",
-                        "Try again; if it keeps happening, report it with the server log.",
-                    )
-                )
+            flow.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            pass
+        except Exception as exc:  # noqa: BLE001 - a bug in a probe must become failed checks, not a 500
+            unfinished = f"Validation stopped unexpectedly ({_describe(exc)}) before this check finished."
+            fix = "Validate again; if it keeps happening, report it with the server log."
         finally:
             pool.shutdown(wait=False)
         done = collector.close()
-        timed_out = f"Validation timed out after {limit:g} s before this check finished."
-        timeout_fix = (
-            "Check that the control plane can reach STS and the storage endpoint (network, proxy, firewall) and "
-            "validate again; STOWAGE_VALIDATION_TIMEOUT_SECONDS raises the limit."
-        )
-        results = []
-        for check_id in LIVE_CHECK_IDS:
-            found = done.get(check_id)
-            if found is None:
-                found = CheckResult.failed(check_id, timed_out, timeout_fix, action=_action_of(check_id))
-            results.append(found)
-        return results
+        return [
+            done.get(check_id) or CheckResult.failed(check_id, unfinished, fix, action=_action_of(check_id))
+            for check_id in LIVE_CHECK_IDS
+        ]
 
     def _live_flow(
         self,
