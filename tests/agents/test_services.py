@@ -237,3 +237,45 @@ def test_a_changed_location_drops_its_cached_credentials(
     second = vending.credentials(agent, world["location"].id)
     assert second.access_key_id != first.access_key_id
     assert "moved/clusters/" in world["broker"].calls[-1]["session_policy"]
+
+
+def test_due_credentials_are_served_while_one_background_refresh_runs(world: dict[str, Any]) -> None:
+    clusters: ClusterService = world["clusters"]
+    now = [1_000_000.0]
+    gate = threading.Event()
+
+    class SlowBroker(FakeBroker):
+        def credentials(self, **kwargs: Any) -> Temp:
+            if self.calls:
+                gate.wait(10)  # the refresh is slow, as when STS is rate limited
+            with self.lock:
+                self.calls.append(kwargs)
+                n = len(self.calls)
+            return Temp(f"ASIASLOW{n:012d}", "s", "t", now[0] + 1000)
+
+    broker = SlowBroker()
+    vending = VendingService(
+        db=world["db"],
+        locations=world["locations"],
+        broker=broker,
+        identity=None,
+        refresh_seconds=900,
+        clock=lambda: now[0],
+    )
+    token, _ = clusters.register(world["admin"], "default", name="refreshing")
+    agent = clusters.authenticate(token)
+    location_id = world["location"].id
+    first = vending.credentials(agent, location_id)  # fresh for 100 s, expires in 1000 s
+    now[0] += 200  # due for refresh, 800 s left: more than half of the 900 s window
+    for _ in range(20):
+        assert vending.cached_credentials(agent, location_id) == first  # nobody waits
+    gate.set()
+    deadline = time.monotonic() + 10
+    while len(broker.calls) < 2 or vending.cached_credentials(agent, location_id) == first:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert len(broker.calls) == 2  # one refresh for all twenty requests
+    assert vending.cached_credentials(agent, location_id).access_key_id == "ASIASLOW000000000002"  # type: ignore[union-attr]
+    now[0] += 700  # 300 s left: less than half of the window, so the caller waits for new ones
+    assert vending.cached_credentials(agent, location_id) is None
+    vending.close()

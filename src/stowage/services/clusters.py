@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import random
 import secrets
 import threading
 import time
@@ -260,10 +261,12 @@ class ClusterService:
                 tenant_id=project.tenant_id,
                 cloud_account_id=row.cloud_account_id,
             )
+        # Jittered so agents that connected together don't all go back to the database in the same instant.
+        ttl = self.AUTH_CACHE_SECONDS * random.uniform(0.8, 1.2)
         with self._auth_lock:
             if len(self._auth_cache) > 10_000:
                 self._auth_cache.clear()  # bounded: a flood of tokens must not grow memory forever
-            self._auth_cache[digest] = (self._monotonic() + self.AUTH_CACHE_SECONDS, agent)
+            self._auth_cache[digest] = (self._monotonic() + ttl, agent)
         return agent
 
     def heartbeat(self, agent: AgentPrincipal, *, version: str) -> HeartbeatAnswer:

@@ -106,4 +106,5 @@ class Runtime:
 
     def close(self) -> None:
         """Release pooled connections."""
+        self.vending.close()
         self.db.dispose()

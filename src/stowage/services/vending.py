@@ -4,6 +4,8 @@ The hot path (an agent asking again for credentials it already has) is answered 
 token (``ClusterService``), the location (``SPEC_CACHE_SECONDS``) and the credentials themselves are cached,
 so ``cached_credentials`` never blocks. Only a miss calls ``credentials``, which may reach the database and
 STS; the broker makes one STS call for all concurrent callers of one (role, External ID, session policy).
+Credentials that are due for refresh but still have more than half of the refresh window left are answered
+at once while one background thread refreshes them, so agents never queue behind STS because of a refresh.
 
 Audit: one row per set of credentials STS actually issued for a (location, cluster), written on the miss
 path before the credentials are handed out (if the row cannot be written, nothing is handed out). Answers
@@ -12,9 +14,11 @@ from a cache are not logged: they are the same credentials, already logged once.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -38,6 +42,7 @@ from stowage.services.tenancy import load_project, require
 from stowage.store.database import Database
 from stowage.store.tables import Cluster, CredentialIssuance, Location, Project, utcnow
 
+log = logging.getLogger("stowage.vending")
 ACCESS_KEY_PREFIX_CHARS = 8
 AUDIT_RETENTION_DAYS = 90
 MAX_ISSUANCES_PAGE = 500
@@ -198,11 +203,14 @@ class VendingService:
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()
+        self._reload_locks: dict[str, threading.Lock] = {}
         self._specs: dict[str, _Location] = {}
         self._creds: dict[tuple[str, str], VendedCredentials] = {}
         # The access key last written to the audit per (location, cluster): a new key is a new issuance.
         self._audited: dict[tuple[str, str], str] = {}
         self._last_prune = 0.0
+        self._refreshing: set[tuple[str, str]] = set()
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- vending -------------------------------------------------------------------------------------
     def cached_credentials(self, agent: AgentPrincipal, location_id: str) -> VendedCredentials | None:
@@ -214,10 +222,46 @@ class VendingService:
         if location is None or self._monotonic() - location.loaded_at > self.SPEC_CACHE_SECONDS:
             return None
         self._authorize(agent, location)
-        hit = self._creds.get((location_id, agent.cluster_id))
-        if hit is not None and self._clock() < hit.refresh_at:
+        key = (location_id, agent.cluster_id)
+        hit = self._creds.get(key)
+        if hit is None:
+            return None
+        now = self._clock()
+        if now < hit.refresh_at:
+            return hit
+        if now < hit.expiration.timestamp() - self._refresh / 2:
+            # In the first half of the refresh window: answer with what we have, and let one background
+            # refresh replace it, so no agent waits for STS (or for the STS rate limit) just because it is due.
+            self._refresh_in_background(agent, location_id, key)
             return hit
         return None
+
+    def _refresh_in_background(self, agent: AgentPrincipal, location_id: str, key: tuple[str, str]) -> None:
+        with self._lock:
+            if key in self._refreshing:
+                return
+            self._refreshing.add(key)
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="stowage-vending")
+            executor = self._executor
+
+        def refresh() -> None:
+            try:
+                self.credentials(agent, location_id)
+            except Exception as exc:  # noqa: BLE001 - the next request retries, and in the foreground if it must
+                log.warning("background refresh of %s for cluster %s failed: %s", location_id, agent.cluster_id, exc)
+            finally:
+                with self._lock:
+                    self._refreshing.discard(key)
+
+        executor.submit(refresh)
+
+    def close(self) -> None:
+        """Stop the background refresh threads."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def credentials(self, agent: AgentPrincipal, location_id: str) -> VendedCredentials:
         """Credentials for the agent's own prefix of a location (may call the database and STS)."""
@@ -418,6 +462,18 @@ class VendingService:
         cached = self._specs.get(location_id)
         if cached is not None and self._monotonic() - cached.loaded_at <= self.SPEC_CACHE_SECONDS:
             return cached
+        with self._lock:
+            if len(self._reload_locks) > _CREDS_SOFT_LIMIT:
+                self._reload_locks.clear()
+            reload_lock = self._reload_locks.setdefault(location_id, threading.Lock())
+        # One reload per location at a time: the requests that arrive meanwhile take its result.
+        with reload_lock:
+            cached = self._specs.get(location_id)
+            if cached is not None and self._monotonic() - cached.loaded_at <= self.SPEC_CACHE_SECONDS:
+                return cached
+            return self._load_location(location_id)
+
+    def _load_location(self, location_id: str) -> _Location:
         spec, project_id, project_name, external_id = self._locations.spec_for_agent(location_id)
         with self._db.session() as session:
             project = session.get(Project, project_id)
