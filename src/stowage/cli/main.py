@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stowage.cli import locations, projects, sts, tokens
+from stowage.cli import clusters, credentials, locations, projects, sts, tokens
 from stowage.cli.client import DEFAULT_SERVER
 from stowage.cli.common import Output, StowageGroup, set_root_options
 
@@ -46,3 +46,5 @@ app.command("policies")(sts.policies)
 app.add_typer(projects.app, name="projects")
 app.add_typer(locations.app, name="locations")
 app.add_typer(tokens.app, name="tokens")
+app.add_typer(clusters.app, name="clusters")
+app.command("credentials")(credentials.credentials)
