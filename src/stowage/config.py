@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     # How often the scheduler looks for due locations (seconds; tests use a few seconds).
     scheduler_tick_seconds: int = 60
+    # How often agents are told to heartbeat; a cluster silent for three intervals shows as disconnected.
+    agent_heartbeat_seconds: int = Field(default=30, ge=1, le=3600)
     log_level: str = "INFO"
 
     @field_validator("sts_duration_seconds")

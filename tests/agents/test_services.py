@@ -239,6 +239,26 @@ def test_a_changed_location_drops_its_cached_credentials(
     assert "moved/clusters/" in world["broker"].calls[-1]["session_policy"]
 
 
+def test_editing_or_deleting_a_location_reaches_the_vending_cache_at_once(world: dict[str, Any]) -> None:
+    clusters: ClusterService = world["clusters"]
+    vending: VendingService = world["vending"]
+    locations: LocationService = world["locations"]
+    locations.on_change(vending.forget_location)  # as the runtime wires it
+    token, _ = clusters.register(world["admin"], "default", name="watching")
+    agent = clusters.authenticate(token)
+    location_id = world["location"].id
+    vending.credentials(agent, location_id)
+    locations.update(world["admin"], "default", location_id, {"prefix": "elsewhere"}, skip_validation=True)
+    # No waiting for the 5 s spec cache: the edit itself dropped the location and its credentials.
+    assert vending.cached_credentials(agent, location_id) is None
+    vending.credentials(agent, location_id)
+    assert "elsewhere/clusters/" in world["broker"].calls[-1]["session_policy"]
+    locations.delete(world["admin"], "default", location_id)
+    assert vending.cached_credentials(agent, location_id) is None
+    with pytest.raises(errors.NotFound):
+        vending.credentials(agent, location_id)
+
+
 def test_due_credentials_are_served_while_one_background_refresh_runs(world: dict[str, Any]) -> None:
     clusters: ClusterService = world["clusters"]
     now = [1_000_000.0]

@@ -79,6 +79,23 @@ def test_policies_carry_bucket_external_id_and_cluster_account(live: StowageServ
     assert both.status_code == 422
 
 
+def test_policies_follow_the_agent_access_mode(live: StowageServer) -> None:
+    cluster = {"bucket": "b-123", "clusterAccountId": "333333333333"}
+    with live.client() as http:
+        external_id = http.get("/api/v1/projects/default/sts").json()["externalId"]
+        direct = http.get("/api/v1/projects/default/policies", params={**cluster, "agentAccess": "direct"})
+        brokered = http.get("/api/v1/projects/default/policies", params={**cluster, "agentAccess": "brokered"})
+        lonely = http.get("/api/v1/projects/default/policies", params={"bucket": "b-123", "agentAccess": "direct"})
+        unknown = http.get("/api/v1/projects/default/policies", params={**cluster, "agentAccess": "sideways"})
+    direct_trust = direct.json()["trustPolicy"]["Statement"]
+    assert direct_trust[1]["Principal"] == {"AWS": "arn:aws:iam::333333333333:root"}
+    assert direct_trust[1]["Condition"] == {"StringEquals": {"sts:ExternalId": external_id}}
+    # Brokered agents never call AssumeRole, so account A needs no trust at all.
+    assert len(brokered.json()["trustPolicy"]["Statement"]) == 1
+    assert lonely.status_code == 422 and lonely.json()["details"]["field"] == "clusterAccountId"
+    assert unknown.status_code == 422 and "agentAccess" in unknown.text
+
+
 def test_add_location_fails_then_passes_after_fixing_the_role(live: StowageServer, aws: AwsAccounts) -> None:
     bucket = aws.create_bucket("spec-flow-bucket", region="us-east-1")
     with live.client() as http:

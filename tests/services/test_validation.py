@@ -172,6 +172,26 @@ def test_missing_role(aws: AwsAccounts, bucket: str) -> None:
     check_assume_denied(report)
 
 
+def test_no_control_plane_identity_says_so_at_once(
+    aws: AwsAccounts, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    role = aws.create_role("stowage", bucket=bucket, external_id=EXTERNAL_ID)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", f"{tmp_path}/none")
+    monkeypatch.setenv("AWS_CONFIG_FILE", f"{tmp_path}/none")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    report = make_validator().validate(sts_spec(role), project_name="acme", external_id=EXTERNAL_ID)
+    checks = by_id(report)
+    assert failed_ids(report) == ["assume-role"], report.to_dict()
+    assert "no usable AWS credentials" in checks["assume-role"].message  # type: ignore[attr-defined]
+    # Both role checks answer from the same missing identity: nothing waits for (or blames) a timeout.
+    external = checks["external-id-required"]
+    assert external.status is CheckStatus.SKIPPED, external  # type: ignore[attr-defined]
+    assert "timed out" not in json.dumps(report.to_dict())
+    assert report.duration_ms < 5000
+
+
 def test_role_scoped_to_another_bucket(aws: AwsAccounts, bucket: str) -> None:
     aws.create_bucket("other-bucket", REGION)
     role = aws.create_role("stowage", bucket="other-bucket", external_id=EXTERNAL_ID, prefix=PREFIX)

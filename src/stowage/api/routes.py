@@ -26,6 +26,7 @@ from stowage.api.schemas import (
     ValidationReportOut,
 )
 from stowage.domain.checks import ValidationReport
+from stowage.domain.locations import AgentAccess
 from stowage.services.policies import PolicyRequest
 from stowage.services.tenancy import ProjectView, TokenView
 
@@ -106,6 +107,7 @@ def policies(
     cluster_account_id: Annotated[str | None, Query(alias="clusterAccountId", max_length=64)] = None,
     cluster_role_arn: Annotated[str | None, Query(alias="clusterRoleArn", max_length=2048)] = None,
     volume_snapshots: Annotated[bool, Query(alias="volumeSnapshots")] = True,
+    agent_access: Annotated[AgentAccess | None, Query(alias="agentAccess")] = None,
 ) -> dict[str, object]:
     """The permission policy and the trust policy to paste into AWS."""
     request = PolicyRequest(
@@ -116,6 +118,7 @@ def policies(
         cluster_account_id=(cluster_account_id or "").strip() or None,
         cluster_role_arn=(cluster_role_arn or "").strip() or None,
         volume_snapshots=volume_snapshots,
+        agent_access=agent_access,
     )
     return runtime.policies.policies(principal, project, request)
 

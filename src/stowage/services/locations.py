@@ -119,6 +119,15 @@ class LocationService:
         self._interval = default_interval_minutes
         self._clock = clock
         self._rng = rng or random.Random()
+        self._change_listeners: list[Callable[[str], None]] = []
+
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(location_id)`` after a location is edited or deleted (e.g. to drop cached credentials)."""
+        self._change_listeners.append(listener)
+
+    def _changed(self, location_id: str) -> None:
+        for listener in self._change_listeners:
+            listener(location_id)
 
     # -- reading -----------------------------------------------------------------------------------
     def list_page(
@@ -288,17 +297,21 @@ class LocationService:
                     self._record(session, row.id, report, "update", now)
                 row.updated_at = now
                 session.flush()
-                return self._view(row, project)
+                saved = self._view(row, project)
         except IntegrityError as exc:
             raise errors.Conflict(f"A location named '{new_spec.name}' already exists in this project.") from exc
+        self._changed(saved.id)
+        return saved
 
     def delete(self, principal: Principal, project_ref: str, location_id: str) -> None:
         """Delete a location (its bucket contents are untouched)."""
         require(principal, Permission.MANAGE_LOCATIONS)
         with self._db.session() as session:
             _, row = self._load(session, principal, project_ref, location_id)
+            deleted_id = row.id
             session.execute(delete(ValidationRecord).where(ValidationRecord.location_id == row.id))
             session.delete(row)
+        self._changed(deleted_id)
 
     def set_default(self, principal: Principal, project_ref: str, location_id: str) -> SavedLocation:
         """Make a location the project's default (exactly one at most)."""

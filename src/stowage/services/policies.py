@@ -8,7 +8,7 @@ from typing import Protocol
 from stowage import errors
 from stowage.domain import policies
 from stowage.domain.access import Principal
-from stowage.domain.locations import Provider
+from stowage.domain.locations import AgentAccess, Provider
 from stowage.domain.naming import (
     account_id_problem,
     check_bucket_name,
@@ -17,6 +17,7 @@ from stowage.domain.naming import (
     kms_key_arn_problem,
     prefix_problem,
 )
+from stowage.domain.policies import Policy
 from stowage.domain.regions import partition_for_region
 from stowage.services.tenancy import TenancyService
 
@@ -64,6 +65,7 @@ class PolicyRequest:
     cluster_account_id: str | None = None
     cluster_role_arn: str | None = None
     volume_snapshots: bool = True
+    agent_access: AgentAccess | None = None
 
 
 class PolicyService:
@@ -98,14 +100,29 @@ class PolicyService:
                 kms_key_arn=request.kms_key_arn,
                 include_ec2=request.volume_snapshots,
             ),
-            "trustPolicy": policies.trust_policy(
+            "trustPolicy": self._trust_policy(info, partition, request),
+        }
+
+    @staticmethod
+    def _trust_policy(info: StsInfo, partition: str, request: PolicyRequest) -> Policy:
+        # Without agentAccess the spec's multi-account statement is given as the spec shows it; with it, the
+        # statement follows the mode (brokered: control plane only; direct: account A with the External ID).
+        if request.agent_access is None:
+            return policies.trust_policy(
                 platform_account_id=info.account_id,
                 external_id=info.external_id,
                 partition=partition,
                 cluster_account_id=request.cluster_account_id,
                 cluster_role_arn=request.cluster_role_arn,
-            ),
-        }
+            )
+        return policies.agent_trust_policy(
+            platform_account_id=info.account_id,
+            external_id=info.external_id,
+            agent_access=request.agent_access.value,
+            partition=partition,
+            cluster_account_id=request.cluster_account_id,
+            cluster_role_arn=request.cluster_role_arn,
+        )
 
 
 def _check_request(request: PolicyRequest) -> None:
@@ -123,6 +140,11 @@ def _check_request(request: PolicyRequest) -> None:
     ):
         if problem:
             raise errors.InvalidInput(problem, field=field)
+    if request.agent_access is AgentAccess.DIRECT and not (request.cluster_account_id or request.cluster_role_arn):
+        raise errors.InvalidInput(
+            "Direct agent access needs the cluster account: give clusterAccountId or clusterRoleArn.",
+            field="clusterAccountId",
+        )
     if request.cluster_account_id and request.cluster_role_arn:
         raise errors.InvalidInput(
             "Give either clusterAccountId (trust the whole account) or clusterRoleArn (trust one role), not both.",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from stowage.aws.broker import CredentialBroker
 from stowage.aws.identity import IdentityResolver
 from stowage.config import Settings
-from stowage.services.clusters import DEFAULT_HEARTBEAT_SECONDS, ClusterService
+from stowage.services.clusters import ClusterService
 from stowage.services.locations import LocationService
 from stowage.services.policies import PolicyService
 from stowage.services.scheduler import RevalidationScheduler
@@ -77,9 +77,7 @@ class Runtime:
             concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
-        clusters = ClusterService(
-            db=db, heartbeat_seconds=getattr(settings, "agent_heartbeat_seconds", DEFAULT_HEARTBEAT_SECONDS)
-        )
+        clusters = ClusterService(db=db, heartbeat_seconds=settings.agent_heartbeat_seconds)
         vending = VendingService(
             db=db,
             locations=locations,
@@ -87,6 +85,8 @@ class Runtime:
             identity=identity,
             refresh_seconds=settings.effective_refresh_seconds,
         )
+        # An edited or deleted location must not keep being served from this process's cache.
+        locations.on_change(vending.forget_location)
         return cls(
             settings=settings,
             db=db,

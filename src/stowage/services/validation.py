@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import wait as futures_wait
 from datetime import UTC, datetime
 
 from stowage import errors
@@ -135,22 +136,29 @@ class LocationValidator:
         # client set-up off the critical path of a validation that is only a few round trips long.
         with self._clients.lease(spec, assumed.result) as probe_clients:
             warming = pool.submit(probe_clients.warm)
-            credentials = self._assume(spec, project_name, external_id, collector, pool)
+            credentials, without = self._assume(spec, project_name, external_id, collector, pool)
             if credentials is None:
                 assumed.set_exception(errors.CloudError("The role could not be assumed."))
                 for check_id in probes.PROBE_CHECK_IDS:
                     collector.add(_skip(check_id, "Not checked: the role could not be assumed (see assume-role)."))
-                return
-            assumed.set_result(credentials)
-            # A client that failed to build is built (and reported) again by the probe run itself.
-            warming.exception()
-            probes.run_probes(
-                credentials,
-                spec,
-                principal_arn=role_arn,
-                timeout=max(0.5, deadline - time.monotonic()),
-                on_result=collector.add,
-                client_factory=probe_clients.client,
+            else:
+                assumed.set_result(credentials)
+                # A client that failed to build is built (and reported) again by the probe run itself.
+                warming.exception()
+                probes.run_probes(
+                    credentials,
+                    spec,
+                    principal_arn=role_arn,
+                    timeout=max(0.5, deadline - time.monotonic()),
+                    on_result=collector.add,
+                    client_factory=probe_clients.client,
+                )
+        # The attempt without External ID ran alongside everything else; it is usually long done by now. Only
+        # a real deadline may leave it unreported (then it shows as timed out, which is the truth).
+        futures_wait([without], timeout=max(0.0, deadline - time.monotonic()))
+        if without.done():
+            collector.add(
+                self._external_id_result(spec, without, assumed=credentials is not None, external_id=external_id)
             )
 
     def _assume(
@@ -160,8 +168,8 @@ class LocationValidator:
         external_id: str,
         collector: _Collector,
         pool: ThreadPoolExecutor,
-    ) -> TemporaryCredentials | None:
-        """assume-role and external-id-required, both in the first round trip; the credentials or None."""
+    ) -> tuple[TemporaryCredentials | None, Future[bool]]:
+        """assume-role now, and the attempt without External ID sent in the same round trip (still running)."""
         assert isinstance(spec.credentials, StsCredentials)
         role_arn = spec.credentials.role_arn
         session = role_session_name(project_name, spec.name)
@@ -183,14 +191,7 @@ class LocationValidator:
                 )
             )
 
-        def report_external_id(done: Future[bool]) -> None:
-            collector.add(
-                self._external_id_result(spec, done, assumed=credentials is not None, external_id=external_id)
-            )
-
-        # Reported whenever it answers, without holding up the probes.
-        without.add_done_callback(report_external_id)
-        return credentials
+        return credentials, without
 
     def _assume_failed(self, spec: LocationSpec, exc: errors.CloudError, external_id: str) -> CheckResult:
         assert isinstance(spec.credentials, StsCredentials)
@@ -251,6 +252,10 @@ class LocationValidator:
         try:
             open_without = done.result()
         except errors.CloudError as exc:
+            if not assumed:
+                return CheckResult.skipped(
+                    "external-id-required", "Not checked: the role could not be assumed (see assume-role)."
+                )
             return CheckResult.warning(
                 "external-id-required",
                 f"Could not check whether {role_arn} requires the External ID: {exc.message}",
