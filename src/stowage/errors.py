@@ -66,6 +66,19 @@ class Unauthenticated(StowageError):
     code = "unauthenticated"
 
 
+class LoginThrottled(Unauthenticated):
+    """Too many failed sign-ins for one email from one address; ``retry_after`` is in seconds."""
+
+    code = "login_throttled"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"Too many failed sign-in attempts. Wait {retry_after} seconds, then try again.",
+            details={"retryAfter": retry_after},
+        )
+        self.retry_after = retry_after
+
+
 class Forbidden(StowageError):
     """The caller is known but its role does not allow the action."""
 

@@ -122,3 +122,11 @@ def test_kms_alias_is_granted_through_a_condition() -> None:
     statement = policies.kms_statement("arn:aws:kms:eu-west-1:222222222222:alias/backups")
     assert statement["Resource"] == "*"
     assert statement["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/backups"}}
+
+
+def test_kms_key_policy_statement_names_the_role_and_both_actions() -> None:
+    role = "arn:aws:iam::222222222222:role/stowage"
+    statement = policies.kms_key_policy_statement(role)
+    assert statement["Principal"] == {"AWS": role}
+    assert set(statement["Action"]) >= {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert statement["Resource"] == "*"  # in a key policy, "*" means this key

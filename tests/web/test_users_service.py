@@ -11,8 +11,9 @@ from argon2 import PasswordHasher
 
 from stowage import errors
 from stowage.domain.access import Principal, Role
+from stowage.errors import LoginThrottled
 from stowage.services.tenancy import TenancyService
-from stowage.services.users import LoginThrottle, LoginThrottled, UserService
+from stowage.services.users import LoginThrottle, UserService
 from stowage.store.database import Database
 
 

@@ -15,7 +15,6 @@ to prove kms:Decrypt, or an AccessDenied that only a real read can explain).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import threading
@@ -655,19 +654,12 @@ class _ProbeRun:
     def _kms_remedy(self, key: str | None) -> str:
         key_arn = key or "arn:<partition>:kms:<region>:<account ID>:key/<key ID>"
         principal = self.principal_arn or "<the ARN of the IAM identity whose keys Stowage uses>"
-        key_policy = {
-            "Sid": "AllowStowageBackups",
-            "Effect": "Allow",
-            "Principal": {"AWS": principal},
-            "Action": list(policies.KMS_ACTIONS),
-            "Resource": "*",
-        }
         return (
             "Both are needed. 1) Add this statement to the role's permission policy:\n"
             f"{policies.render(policies.kms_statement(key_arn))}\n"
             "2) Add this statement to the key policy of the KMS key (a key policy must allow the role, or "
             "delegate to IAM policies of its account):\n"
-            f"{json.dumps(key_policy, indent=2)}"
+            f"{policies.render(policies.kms_key_policy_statement(principal))}"
         )
 
     # -- EC2 -----------------------------------------------------------------------------------------------

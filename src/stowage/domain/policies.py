@@ -85,6 +85,17 @@ def kms_statement(kms_key_arn: str) -> Statement:
     return {"Effect": "Allow", "Action": list(KMS_ACTIONS), "Resource": [kms_key_arn]}
 
 
+def kms_key_policy_statement(principal_arn: str) -> Statement:
+    """The statement for a KMS key's own key policy that lets the role use the key for backups."""
+    return {
+        "Sid": "AllowStowageBackups",
+        "Effect": "Allow",
+        "Principal": {"AWS": principal_arn},
+        "Action": list(KMS_ACTIONS),
+        "Resource": "*",
+    }
+
+
 def permission_policy(
     bucket: str,
     *,

@@ -33,19 +33,6 @@ LOGIN_WINDOW_SECONDS = 60.0
 WRONG_CREDENTIALS = "Wrong email or password."
 
 
-class LoginThrottled(errors.Unauthenticated):
-    """Too many failed sign-ins for one email from one address; ``retry_after`` is in seconds."""
-
-    code = "login_throttled"
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(
-            f"Too many failed sign-in attempts. Wait {retry_after} seconds, then try again.",
-            details={"retryAfter": retry_after},
-        )
-        self.retry_after = retry_after
-
-
 def normalize_email(email: str) -> str:
     """The stored form of an email address (trimmed, lower-case)."""
     return email.strip().lower()
@@ -227,12 +214,12 @@ class UserService:
 
     # -- signing in --------------------------------------------------------------------------------
     def login(self, email: str, password: str, *, client: str) -> UserView:
-        """Check a password; ``LoginThrottled`` after too many failures for this email from this client."""
+        """Check a password; ``errors.LoginThrottled`` after too many failures for this email from this client."""
         email = normalize_email(email)
         key = f"{email}|{client}"
         wait = self._throttle.retry_after(key)
         if wait:
-            raise LoginThrottled(wait)
+            raise errors.LoginThrottled(wait)
         with self._db.session() as session:
             row = session.scalar(select(User).where(User.email == email)) if len(email) <= EMAIL_MAX else None
             if row is None or len(password) > PASSWORD_MAX:

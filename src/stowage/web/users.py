@@ -12,7 +12,6 @@ from starlette.responses import Response
 
 from stowage import errors
 from stowage.domain.access import Role
-from stowage.services.users import LoginThrottled
 from stowage.web.common import (
     LoginRequired,
     Visitor,
@@ -71,7 +70,7 @@ async def login(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     try:
         user = await run_in_threadpool(runtime.users.login, email, password, client=client)
-    except LoginThrottled as exc:
+    except errors.LoginThrottled as exc:
         return render(request, "login.html", status=429, next=target, email=email, error=exc.message, throttled=True)
     except errors.Unauthenticated as exc:
         return render(request, "login.html", status=401, next=target, email=email, error=exc.message)
