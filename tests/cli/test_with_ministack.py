@@ -76,6 +76,14 @@ def test_policies_are_ready_to_paste(cli: Callable[..., Result]) -> None:
     assert "arn:aws:s3:::my-backups" in text and "cluster-a" in text
     assert "ec2:" not in text
 
+    direct = _json(
+        cli("policies", "--bucket", "my-backups", "--which", "trust", "--cluster-account", "333333333333",
+            "--agent-access", "direct")
+    )  # fmt: skip
+    assert direct["Statement"][1]["Condition"] == {"StringEquals": {"sts:ExternalId": external_id}}
+    lonely = cli("policies", "--bucket", "my-backups", "--agent-access", "direct")
+    assert lonely.exit_code != 0 and "clusterAccountId" in lonely.output
+
     as_json = _json(cli("policies", "--bucket", "my-backups", "-o", "json"))
     assert set(as_json) == {"permissionPolicy", "trustPolicy"}
     assert "ec2:CreateSnapshot" in json.dumps(as_json["permissionPolicy"])

@@ -11,6 +11,7 @@ import typer
 from stowage.cli.client import UsageProblem
 from stowage.cli.common import OutputOption, ProjectOption, ServerOption, TokenOption, api, project_path
 from stowage.cli.render import echo_json, fields
+from stowage.domain.locations import AgentAccess
 
 
 class Which(enum.StrEnum):
@@ -62,6 +63,14 @@ def policies(
     no_volume_snapshots: Annotated[
         bool, typer.Option("--no-volume-snapshots", help="Leave out the EC2 snapshot permissions.")
     ] = False,
+    agent_access: Annotated[
+        AgentAccess | None,
+        typer.Option(
+            "--agent-access",
+            help="Shape the cluster trust for this mode: brokered (control plane only) or direct (the cluster "
+            "account assumes the role itself, with the External ID).",
+        ),
+    ] = None,
     project: ProjectOption = "default",
     which: Annotated[Which, typer.Option("--which", help="Which policy to print.")] = Which.BOTH,
     server: ServerOption = None,
@@ -79,6 +88,7 @@ def policies(
         "clusterAccountId": cluster_account,
         "clusterRoleArn": cluster_role_arn,
         "volumeSnapshots": not no_volume_snapshots,
+        "agentAccess": agent_access.value if agent_access else None,
     }
     with api(server, token, output) as (client, conn):
         answer: dict[str, Any] = client.get(project_path(project, "policies"), params)
