@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,6 +31,8 @@ def web_env(**extra: str) -> dict[str, str]:
 
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+# What an agent token looks like (the cluster page's hint, "stwa_…abcd", does not match).
+AGENT_TOKEN = re.compile(r"stwa_[A-Za-z0-9_-]{20,}")
 
 
 def csrf_of(page: str) -> str:
@@ -118,3 +122,36 @@ def create_unverified(client: WebClient, project: str = "default", **overrides: 
     assert response.status_code == 201, response.text
     url = str(response.json()["redirect"]).split("?")[0]
     return url
+
+
+@dataclass
+class Registered:
+    """A cluster registered through the page: its token (from the one page that shows it) and its URL."""
+
+    name: str
+    token: str
+    url: str
+    page: httpx.Response
+
+
+def register(client: WebClient, name: str | None = None, project: str = "default", **fields: str) -> Registered:
+    """Register a cluster through the form and read its token off the result page."""
+    name = name or f"c-{uuid.uuid4().hex[:6]}"
+    client.get(f"/projects/{project}/settings/clusters")
+    page = client.post(f"/projects/{project}/settings/clusters", {"name": name, **fields})
+    assert page.status_code == 201, page.text
+    tokens = set(AGENT_TOKEN.findall(page.text))
+    assert len(tokens) == 1
+    match = re.search(rf'href="(/projects/{project}/settings/clusters/[0-9a-f-]{{36}})"', page.text)
+    assert match
+    return Registered(name=name, token=tokens.pop(), url=match.group(1), page=page)
+
+
+def heartbeat(server: StowageServer, token: str, version: str = "1.4.2") -> httpx.Response:
+    """What an agent sends, with its agent token."""
+    return httpx.post(
+        f"{server.url}/api/v1/agent/heartbeat",
+        json={"version": version},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )

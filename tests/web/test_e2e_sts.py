@@ -87,14 +87,18 @@ def test_add_location_with_sts_as_in_the_spec(page: Any, aws_server: tuple[Stowa
     assert trust_doc["Statement"][0]["Condition"] == {"StringEquals": {"sts:ExternalId": external_id}}
     assert page.get_by_role("button", name="Copy").count() >= 4
 
-    # Multi-account: naming the cluster's account updates the trust policy at once.
-    page.get_by_text("The clusters run in another AWS account").click()
-    page.get_by_label("The whole cluster account").check()
+    # Multi-account, direct agent access: the agents in the cluster's account A assume the role themselves, so
+    # naming account A adds its statement to the trust policy at once, with the External ID required.
+    assert page.locator('input[name="agent_access"][value="brokered"]').is_checked()
+    assert page.get_by_label("Cluster AWS account ID").is_hidden()
+    page.locator('input[name="agent_access"][value="direct"]').check()
     page.get_by_label("Cluster AWS account ID").fill(CLUSTER)
     page.wait_for_function(
         f"() => document.querySelector('#trust-policy').textContent.includes('arn:aws:iam::{CLUSTER}:root')"
     )
-    assert len(json.loads(page.get_by_test_id("trust-policy").inner_text())["Statement"]) == 2
+    statements = json.loads(page.get_by_test_id("trust-policy").inner_text())["Statement"]
+    assert len(statements) == 2
+    assert statements[1]["Condition"] == {"StringEquals": {"sts:ExternalId": external_id}}
     screenshot(page, "wizard-sts.png", full_page=True)
 
     # The customer creates the role from what the page shows, but forgets s3:DeleteObject.
@@ -144,6 +148,7 @@ def test_add_location_with_sts_as_in_the_spec(page: Any, aws_server: tuple[Stowa
     create.click()
     page.wait_for_url(re.compile(r".*/backup-locations/[0-9a-f-]{36}\?notice=created"), timeout=90_000)
     assert page.get_by_test_id("status").inner_text() == "Available"
+    assert page.get_by_test_id("agent-access").inner_text() == "Direct"
     detail_url = page.url.split("?")[0]
 
     # Validate: the list shows it, and search finds it.

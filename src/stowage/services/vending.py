@@ -396,11 +396,14 @@ class VendingService:
         location_id: str | None = None,
         cluster_id: str | None = None,
         limit: int = 100,
+        offset: int = 0,
     ) -> list[IssuanceView]:
         """Audited issuances of a project, newest first, optionally for one location and/or cluster."""
         require(principal, Permission.READ)
         if not 1 <= limit <= MAX_ISSUANCES_PAGE:
             raise errors.InvalidInput(f"limit must be between 1 and {MAX_ISSUANCES_PAGE}.", field="limit")
+        if offset < 0:
+            raise errors.InvalidInput("offset must be 0 or more.", field="offset")
         with self._db.session() as session:
             project = load_project(session, principal, project_ref)
             query = select(CredentialIssuance).where(CredentialIssuance.project_id == project.id)
@@ -409,7 +412,7 @@ class VendingService:
             if cluster_id:
                 query = query.where(CredentialIssuance.cluster_id == cluster_id)
             rows = session.scalars(
-                query.order_by(CredentialIssuance.issued_at.desc(), CredentialIssuance.id).limit(limit)
+                query.order_by(CredentialIssuance.issued_at.desc(), CredentialIssuance.id).limit(limit).offset(offset)
             )
             return [
                 IssuanceView(

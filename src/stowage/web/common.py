@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -54,6 +54,8 @@ NOTICES = {
     "password": "Password changed. Other sessions of yours are signed out.",
     "user-created": "User added.",
     "user-deleted": "User removed.",
+    "cluster-deleted": "Cluster deleted. Its agent token no longer works; its audit entries are kept.",
+    "token-revoked": "Agent token revoked: the cluster's agent is refused until you rotate the token.",
 }
 
 
@@ -96,9 +98,13 @@ class WebState:
             lstrip_blocks=True,
         )
         self.env.filters["when"] = format_when
+        self.env.filters["ago"] = format_ago
         self.env.filters["iso"] = lambda value: value.isoformat() if isinstance(value, datetime) else ""
         self.env.filters["urlpart"] = lambda value: quote(str(value), safe="")
         self.env.globals["split_remedy"] = split_remedy
+        self.env.globals["locations_url"] = locations_url
+        self.env.globals["clusters_url"] = clusters_url
+        self.env.globals["issuances_url"] = issuances_url
 
 
 def web_state(request: Request) -> WebState:
@@ -117,6 +123,62 @@ def format_when(value: datetime | None) -> str:
     if value is None:
         return "—"
     return value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def format_ago(value: datetime | None, now: datetime | None = None) -> str:
+    """How long ago a timestamp was, as people say it ("3 minutes ago"), or a dash."""
+    if value is None:
+        return "—"
+    current = now or datetime.now(UTC)
+    when = value if value.tzinfo else value.replace(tzinfo=UTC)
+    seconds = int((current - when).total_seconds())
+    if seconds < 0:
+        # Clocks of several servers may differ by a little; a future time is still "just now" to a reader.
+        seconds = 0
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'} ago"
+    return "just now" if seconds < 10 else f"{seconds} seconds ago"
+
+
+# -- URLs of project pages ------------------------------------------------------------------------------
+def settings_url(project: str, section: str, *parts: str) -> str:
+    """The URL of a page under one section of a project's settings (every part URL-quoted)."""
+    base = f"/projects/{quote(project, safe='')}/settings/{section}"
+    return "/".join([base, *(quote(p, safe="") for p in parts)])
+
+
+def locations_url(project: str, *parts: str) -> str:
+    """The URL of a page under a project's Backup Locations settings."""
+    return settings_url(project, "backup-locations", *parts)
+
+
+def clusters_url(project: str, *parts: str) -> str:
+    """The URL of a page under a project's Clusters settings."""
+    return settings_url(project, "clusters", *parts)
+
+
+def issuances_url(project: str, **filters: str) -> str:
+    """The URL of a project's credential issuances (audit log), optionally filtered."""
+    query = urlencode({k: v for k, v in filters.items() if v})
+    return settings_url(project, "credential-issuances") + (f"?{query}" if query else "")
+
+
+def page_number(request: Request, name: str = "offset") -> int:
+    """A non-negative integer query parameter (0 when absent or not a number)."""
+    try:
+        return max(0, int(request.query_params.get(name, "0")))
+    except ValueError:
+        return 0
+
+
+async def project_frame(request: Request, who: Visitor, project_ref: str) -> dict[str, Any]:
+    """What every project page shows: the project itself and the switcher's list."""
+    runtime = web_state(request).runtime
+    project = await run_in_threadpool(runtime.tenancy.project, who.principal, project_ref)
+    projects = await run_in_threadpool(runtime.tenancy.list_projects, who.principal)
+    return {"project": project, "projects": projects}
 
 
 # -- sessions and visitors ----------------------------------------------------------------------------
@@ -215,6 +277,7 @@ def render(
         "projects": [],
         "project": None,
         "can_manage": bool(who and who.can(Permission.MANAGE_LOCATIONS)),
+        "can_manage_clusters": bool(who and who.can(Permission.MANAGE_CLUSTERS)),
         "is_admin": bool(who and who.can(Permission.MANAGE_TOKENS)),
     }
     base.update(context)

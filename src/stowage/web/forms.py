@@ -11,7 +11,7 @@ from typing import Any
 
 from stowage import errors
 from stowage.domain.checks import CheckStatus, ValidationReport
-from stowage.domain.locations import LocationSpec, Provider, StaticCredentials, StsCredentials
+from stowage.domain.locations import AgentAccess, LocationSpec, Provider, StaticCredentials, StsCredentials
 from stowage.domain.naming import (
     account_id_problem,
     cluster_role_arn_problem,
@@ -86,6 +86,15 @@ def provider_of(form: Mapping[str, Any]) -> Provider:
         raise errors.InvalidInput("Choose AWS or S3-compatible as the provider.", field="provider") from exc
 
 
+def agent_access_of(form: Mapping[str, Any]) -> AgentAccess:
+    """How agents reach the bucket, as chosen in the form (brokered unless direct is picked)."""
+    raw = _text(form, "agent_access") or AgentAccess.BROKERED.value
+    try:
+        return AgentAccess(raw)
+    except ValueError as exc:
+        raise errors.InvalidInput("Choose brokered or direct as the agent access.", field="agent_access") from exc
+
+
 def credentials_of(form: Mapping[str, Any]) -> StsCredentials | StaticCredentials:
     """The credentials of the form's authentication step."""
     method = _text(form, "auth") or "sts"
@@ -113,6 +122,7 @@ def spec_from_form(form: Mapping[str, Any]) -> LocationSpec:
         kms_key_arn=_text(form, "kms_key_arn").strip() or None,
         volume_snapshots=_flag(form, "volume_snapshots"),
         is_default=_flag(form, "is_default"),
+        agent_access=agent_access_of(form),
     )
 
 
@@ -156,6 +166,9 @@ def field_problems(form: Mapping[str, Any]) -> dict[str, FieldProblem]:
     ):
         if problem:
             problems[field] = FieldProblem("error", problem)
+    if spec.agent_access is AgentAccess.BROKERED and _text(form, "agent_access"):
+        # Brokered agents never assume the role, so account A is not asked for (its fields are hidden then).
+        return problems
     account, role = cluster_trust_of(form)
     if _text(form, "cluster_trust") == "account":
         problem = account_id_problem(account) if account else "Enter the 12-digit ID of the cluster's AWS account."
@@ -221,6 +234,7 @@ def edit_changes(form: Mapping[str, Any]) -> dict[str, Any]:
         "prefix": spec.prefix,
         "kms_key_arn": spec.kms_key_arn,
         "volume_snapshots": spec.volume_snapshots,
+        "agent_access": spec.agent_access,
         "credentials": credentials,
     }
     # No is_default here: the default moves with "Set as default", never as a side effect of an edit.

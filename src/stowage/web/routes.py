@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -15,19 +15,22 @@ from starlette.responses import JSONResponse, Response
 from stowage import errors
 from stowage.domain.access import Permission
 from stowage.domain.checks import ValidationReport
-from stowage.domain.locations import Provider, StaticCredentials, StsCredentials
+from stowage.domain.locations import AgentAccess, Provider, StaticCredentials, StsCredentials
 from stowage.domain.policies import render as render_policy
 from stowage.domain.regions import ALL_REGIONS, REGION_NAMES
 from stowage.services.locations import SavedLocation
 from stowage.services.policies import PolicyRequest, StsInfo
 from stowage.services.runtime import Runtime
 from stowage.services.tenancy import DEFAULT_PROJECT
-from stowage.web import users
+from stowage.web import clusters, users
 from stowage.web.common import (
     STATIC_DIR,
     Visitor,
     WebRoute,
     install_state,
+    locations_url,
+    page_number,
+    project_frame,
     read_form,
     redirect,
     render,
@@ -50,6 +53,18 @@ log = logging.getLogger("stowage.web")
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 PAGE_SIZE = 50
 AUTH_LABELS = {"sts": "STS", "static": "Static keys"}
+AGENT_ACCESS_LABELS = {AgentAccess.BROKERED: "Brokered", AgentAccess.DIRECT: "Direct"}
+AGENT_ACCESS_HELP = {
+    AgentAccess.BROKERED: (
+        "Agents get short-lived credentials from Stowage, confined to their cluster's own prefix of the bucket. "
+        "The role trusts only Stowage; the clusters' AWS account needs no access, and every issuance is audited."
+    ),
+    AgentAccess.DIRECT: (
+        "The agent, with its own identity in the cluster's AWS account (A), assumes this role itself with the "
+        "project's External ID. Stowage stays out of the data path, but the role in the bucket's account (B) "
+        "must trust account A too."
+    ),
+}
 PROVIDER_LABELS = {Provider.AWS: "AWS", Provider.S3_COMPATIBLE: "S3-compatible"}
 
 
@@ -58,26 +73,13 @@ def install(app: FastAPI) -> None:
     install_state(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(users.router)
+    app.include_router(clusters.router)
     app.include_router(router)
     app.include_router(fallback)
 
 
-def locations_url(project: str, *parts: str) -> str:
-    """The URL of a page under a project's Backup Locations settings."""
-    base = f"/projects/{quote(project, safe='')}/settings/backup-locations"
-    return "/".join([base, *(quote(p, safe="") for p in parts)])
-
-
 def _runtime(request: Request) -> Runtime:
     return web_state(request).runtime
-
-
-async def _frame(request: Request, who: Visitor, project_ref: str) -> dict[str, Any]:
-    """What every project page shows: the project itself and the switcher's list."""
-    runtime = _runtime(request)
-    project = await run_in_threadpool(runtime.tenancy.project, who.principal, project_ref)
-    projects = await run_in_threadpool(runtime.tenancy.list_projects, who.principal)
-    return {"project": project, "projects": projects}
 
 
 # -- navigation ----------------------------------------------------------------------------------------
@@ -131,10 +133,7 @@ async def list_page(request: Request, project: str) -> Response:
     """The project's backup locations, filtered by the search box (the script asks for the table only)."""
     who = await visitor(request)
     search = request.query_params.get("search", "")[:200]
-    try:
-        offset = max(0, int(request.query_params.get("offset", "0")))
-    except ValueError:
-        offset = 0
+    offset = page_number(request)
     runtime = _runtime(request)
     page = await run_in_threadpool(
         lambda: runtime.locations.list_page(
@@ -155,7 +154,7 @@ async def list_page(request: Request, project: str) -> Response:
     if request.query_params.get("fragment") == "1":
         frame: dict[str, Any] = {"project": await run_in_threadpool(runtime.tenancy.project, who.principal, project)}
         return render(request, "_locations_table.html", who=who, **frame, **context)
-    return render(request, "locations.html", who=who, **await _frame(request, who, project), **context)
+    return render(request, "locations.html", who=who, **await project_frame(request, who, project), **context)
 
 
 def _page_url(project: str, search: str, offset: int) -> str:
@@ -170,7 +169,7 @@ async def wizard_page(request: Request, project: str) -> Response:
     who = await visitor(request)
     if not who.can(Permission.MANAGE_LOCATIONS):
         raise errors.Forbidden(f"Your role '{who.user.role}' can look at backup locations but not add them.")
-    frame = await _frame(request, who, project)
+    frame = await project_frame(request, who, project)
     sts: StsInfo | None = None
     sts_reason = ""
     try:
@@ -186,8 +185,21 @@ async def wizard_page(request: Request, project: str) -> Response:
         sts_reason=sts_reason,
         regions=[(code, REGION_NAMES.get(code, "")) for code in ALL_REGIONS],
         providers=PROVIDER_LABELS,
+        agent_access_labels=AGENT_ACCESS_LABELS,
+        agent_access_help=AGENT_ACCESS_HELP,
+        cluster_accounts=await _cluster_accounts(request, who, project),
         locations_url=locations_url,
     )
+
+
+async def _cluster_accounts(request: Request, who: Visitor, project: str) -> list[tuple[str, str]]:
+    """(account ID, cluster names) of the project's registered clusters, to suggest as account A."""
+    views = await run_in_threadpool(_runtime(request).clusters.list, who.principal, project)
+    accounts: dict[str, list[str]] = {}
+    for view in views:
+        if view.cloud_account_id:
+            accounts.setdefault(view.cloud_account_id, []).append(view.name)
+    return [(account, ", ".join(names)) for account, names in sorted(accounts.items())]
 
 
 @router.post("/ui/projects/{project}/backup-locations/check")
@@ -205,7 +217,10 @@ async def policies(request: Request, project: str) -> Response:
     """The permission and trust policies for what the wizard holds so far, as pretty JSON."""
     who = await visitor(request)
     query = request.query_params
-    account, role = cluster_trust_of(query)
+    access = _agent_access_param(query.get("agent_access") or query.get("agentAccess"))
+    # Brokered agents never assume the role, so account A gets no statement (and its fields, hidden then,
+    # must not fail the request); without a choice the spec's multi-account statement is given as before.
+    account, role = (None, None) if access is AgentAccess.BROKERED else cluster_trust_of(query)
     policy_request = PolicyRequest(
         bucket=query.get("bucket", "").strip()[:255],
         region=(query.get("region", "").strip() or "us-east-1")[:128],
@@ -214,9 +229,19 @@ async def policies(request: Request, project: str) -> Response:
         cluster_account_id=account,
         cluster_role_arn=role,
         volume_snapshots=query.get("volume_snapshots", "on").lower() in {"on", "true", "1"},
+        agent_access=access,
     )
     documents = await run_in_threadpool(_runtime(request).policies.policies, who.principal, project, policy_request)
     return JSONResponse({name: render_policy(doc) for name, doc in documents.items() if isinstance(doc, dict)})
+
+
+def _agent_access_param(raw: str | None) -> AgentAccess | None:
+    if not raw:
+        return None
+    try:
+        return AgentAccess(raw)
+    except ValueError as exc:
+        raise errors.InvalidInput("Choose brokered or direct as the agent access.", field="agent_access") from exc
 
 
 @router.post("/ui/projects/{project}/backup-locations/validate")
@@ -266,7 +291,7 @@ async def _detail(
     request: Request, who: Visitor, project: str, location_id: str, *, status: int = 200, **extra: Any
 ) -> Response:
     runtime = _runtime(request)
-    frame = await _frame(request, who, project)
+    frame = await project_frame(request, who, project)
     saved = await run_in_threadpool(runtime.locations.get, who.principal, project, location_id)
     history = await run_in_threadpool(runtime.locations.history, who.principal, project, location_id)
     return render(
@@ -279,6 +304,8 @@ async def _detail(
         history=history,
         auth_labels=AUTH_LABELS,
         provider_labels=PROVIDER_LABELS,
+        agent_access_labels=AGENT_ACCESS_LABELS,
+        agent_access_help=AGENT_ACCESS_HELP,
         locations_url=locations_url,
         is_sts=isinstance(saved.spec.credentials, StsCredentials),
         **extra,
@@ -334,6 +361,7 @@ def _values_of(saved: SavedLocation) -> dict[str, Any]:
         "prefix": spec.prefix or "",
         "kms_key_arn": spec.kms_key_arn or "",
         "volume_snapshots": spec.volume_snapshots,
+        "agent_access": spec.agent_access.value,
         "auth": creds.type,
         "role_arn": creds.role_arn if isinstance(creds, StsCredentials) else "",
         "access_key_id": creds.access_key_id if isinstance(creds, StaticCredentials) else "",
@@ -354,7 +382,7 @@ async def _edit(
 ) -> Response:
     if not who.can(Permission.MANAGE_LOCATIONS):
         raise errors.Forbidden(f"Your role '{who.user.role}' can look at backup locations but not change them.")
-    frame = await _frame(request, who, project)
+    frame = await project_frame(request, who, project)
     return render(
         request,
         "location_edit.html",
@@ -368,6 +396,8 @@ async def _edit(
         report=report,
         regions=[(code, REGION_NAMES.get(code, "")) for code in ALL_REGIONS],
         providers=PROVIDER_LABELS,
+        agent_access_labels=AGENT_ACCESS_LABELS,
+        agent_access_help=AGENT_ACCESS_HELP,
         locations_url=locations_url,
         had_secret=isinstance(saved.spec.credentials, StaticCredentials),
     )
@@ -405,7 +435,7 @@ async def delete_page(request: Request, project: str, location_id: str) -> Respo
     who = await visitor(request)
     if not who.can(Permission.MANAGE_LOCATIONS):
         raise errors.Forbidden(f"Your role '{who.user.role}' can look at backup locations but not delete them.")
-    frame = await _frame(request, who, project)
+    frame = await project_frame(request, who, project)
     saved = await run_in_threadpool(_runtime(request).locations.get, who.principal, project, location_id)
     return render(request, "location_delete.html", who=who, **frame, loc=saved, locations_url=locations_url)
 

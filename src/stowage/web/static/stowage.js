@@ -356,8 +356,12 @@
         return;
       }
       const params = new URLSearchParams();
-      for (const name of ["bucket", "region", "prefix", "kms_key_arn", "cluster_trust", "cluster_account_id", "cluster_role_arn"]) {
+      for (const name of ["bucket", "region", "prefix", "kms_key_arn", "agent_access"]) {
         params.set(name, value(name));
+      }
+      // Account A belongs in the trust policy only when its agents assume the role themselves.
+      if (value("agent_access") === "direct") {
+        for (const name of ["cluster_trust", "cluster_account_id", "cluster_role_arn"]) params.set(name, value(name));
       }
       params.set("volume_snapshots", value("volume_snapshots") ? "on" : "off");
       const seq = ++policySeq;
@@ -382,7 +386,7 @@
       }
     }
     const policiesSoon = debounce(refreshPolicies, 250);
-    const policyInputs = new Set(["bucket", "region", "prefix", "kms_key_arn", "volume_snapshots", "cluster_trust", "cluster_account_id", "cluster_role_arn"]);
+    const policyInputs = new Set(["bucket", "region", "prefix", "kms_key_arn", "volume_snapshots", "agent_access", "cluster_trust", "cluster_account_id", "cluster_role_arn"]);
 
     function syncClusterFields() {
       const choice = value("cluster_trust");
@@ -392,6 +396,12 @@
       if (role) role.hidden = choice !== "role";
     }
     syncClusterFields();
+
+    function syncAgentPanels() {
+      const mode = value("agent_access") || "brokered";
+      for (const panel of $$("[data-agent-panel]", form)) panel.hidden = panel.dataset.agentPanel !== mode;
+    }
+    syncAgentPanels();
 
     /* validation and create */
     function updateCreate() {
@@ -421,6 +431,14 @@
           ? ["Authentication", `STS — ${value("role_arn") || "no role ARN yet"}`]
           : ["Authentication", `Static keys — ${value("access_key_id") || "no access key yet"} (secret hidden)`],
       ];
+      if (value("auth") === "sts") {
+        rows.push([
+          "Agent access",
+          value("agent_access") === "direct"
+            ? "Direct — agents assume the role themselves with the External ID"
+            : "Brokered — agents get short-lived credentials from Stowage",
+        ]);
+      }
       out.replaceChildren(...rows.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })]));
     }
 
@@ -574,6 +592,10 @@
       if (event.type === "change" || event.target.value) touched.add(name);
       if (name === "auth") renderProblems();
       if (name === "cluster_trust") syncClusterFields();
+      if (name === "agent_access") {
+        syncAgentPanels();
+        renderProblems();
+      }
       if (policyInputs.has(name)) policiesSoon();
       checkSoon();
       updateCreate();
