@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from stowage import errors
 from stowage.domain.checks import CheckStatus, ValidationReport
@@ -77,22 +78,27 @@ def _flag(form: Mapping[str, Any], name: str) -> bool:
     return _text(form, name).lower() in {"on", "true", "1", "yes"}
 
 
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
+
+
+def _choice(form: Mapping[str, Any], name: str, kind: type[_Choice], default: _Choice, problem: str) -> _Choice:
+    raw = _text(form, name) or default.value
+    try:
+        return kind(raw)
+    except ValueError as exc:
+        raise errors.InvalidInput(problem, field=name) from exc
+
+
 def provider_of(form: Mapping[str, Any]) -> Provider:
     """The provider chosen in the form."""
-    raw = _text(form, "provider") or Provider.AWS.value
-    try:
-        return Provider(raw)
-    except ValueError as exc:
-        raise errors.InvalidInput("Choose AWS or S3-compatible as the provider.", field="provider") from exc
+    return _choice(form, "provider", Provider, Provider.AWS, "Choose AWS or S3-compatible as the provider.")
 
 
 def agent_access_of(form: Mapping[str, Any]) -> AgentAccess:
     """How agents reach the bucket, as chosen in the form (brokered unless direct is picked)."""
-    raw = _text(form, "agent_access") or AgentAccess.BROKERED.value
-    try:
-        return AgentAccess(raw)
-    except ValueError as exc:
-        raise errors.InvalidInput("Choose brokered or direct as the agent access.", field="agent_access") from exc
+    return _choice(
+        form, "agent_access", AgentAccess, AgentAccess.BROKERED, "Choose brokered or direct as the agent access."
+    )
 
 
 def credentials_of(form: Mapping[str, Any]) -> StsCredentials | StaticCredentials:
