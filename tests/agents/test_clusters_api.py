@@ -192,6 +192,7 @@ def test_issuances_listing_validates_its_query(http: httpx.Client) -> None:
     answer = http.get("/api/v1/projects/default/credential-issuances", params={"limit": 5})
     assert answer.status_code == 200 and answer.json() == {"items": []}
     assert http.get("/api/v1/projects/default/credential-issuances", params={"limit": 0}).status_code == 422
+    assert http.get("/api/v1/projects/default/credential-issuances", params={"offset": -1}).status_code == 422
     assert http.get("/api/v1/projects/nope/credential-issuances").status_code == 404
 
 

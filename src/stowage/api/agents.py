@@ -319,9 +319,12 @@ def credential_issuances(
     location_id: Annotated[str | None, Query(alias="locationId", max_length=64)] = None,
     cluster_id: Annotated[str | None, Query(alias="clusterId", max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> IssuanceList:
-    """The audit of credentials issued to agents, newest first."""
-    views = runtime.vending.issuances(principal, project, location_id=location_id, cluster_id=cluster_id, limit=limit)
+    """The audit of credentials issued to agents, newest first; page with ``limit`` and ``offset``."""
+    views = runtime.vending.issuances(
+        principal, project, location_id=location_id, cluster_id=cluster_id, limit=limit, offset=offset
+    )
     return IssuanceList(items=[IssuanceOut.of(v) for v in views])
 
 

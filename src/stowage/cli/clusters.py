@@ -184,13 +184,14 @@ def issuances(
     location: Annotated[str | None, typer.Option("--location", metavar="ID", help="Only this location.")] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", metavar="ID", help="Only this cluster (id).")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500)] = 50,
+    offset: Annotated[int, typer.Option("--offset", min=0, help="Skip this many (newest) entries.")] = 0,
     project: ProjectOption = "default",
     server: ServerOption = None,
     token: TokenOption = None,
     output: OutputOption = None,
 ) -> None:
     """The audit of temporary credentials issued to agents, newest first."""
-    params = {"locationId": location, "clusterId": cluster, "limit": limit}
+    params = {"locationId": location, "clusterId": cluster, "limit": limit, "offset": offset}
     with api(server, token, output) as (client, conn):
         answer: dict[str, Any] = client.get(project_path(project, "credential-issuances"), params)
     if conn.json:
