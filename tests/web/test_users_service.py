@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
 
 from stowage import errors
 from stowage.domain.access import Principal, Role
@@ -15,6 +16,7 @@ from stowage.errors import LoginThrottled
 from stowage.services.tenancy import TenancyService
 from stowage.services.users import LoginThrottle, UserService
 from stowage.store.database import Database
+from stowage.store.tables import LoginFailure
 
 
 class FakeClock:
@@ -39,7 +41,7 @@ def db(database_url: str) -> Iterator[Database]:
 def _service(db: Database, clock: FakeClock | None = None) -> UserService:
     # Cheap argon2 parameters keep the test fast; production uses the library's defaults.
     hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-    throttle = LoginThrottle(clock=clock) if clock else None
+    throttle = LoginThrottle(db, clock=clock) if clock else None
     return UserService(db, hasher=hasher, throttle=throttle)
 
 
@@ -91,13 +93,31 @@ def test_throttle_blocks_after_five_failures_then_recovers(db: Database, tmp_pat
     users.login("a@example.com", "the-password", client="10.0.0.1")
 
 
-def test_throttle_memory_is_bounded() -> None:
+def test_throttle_is_shared_by_every_server_process(db: Database, tmp_path: Path) -> None:
+    """Two services on one database stand for two server processes behind a load balancer."""
+    TenancyService(db).bootstrap(data_dir=tmp_path, admin_token="stw_x")
     clock = FakeClock()
-    throttle = LoginThrottle(clock=clock)
-    throttle.MAX_KEYS = 100
-    for i in range(1000):
-        throttle.failed(f"k{i}")
-    assert len(throttle._failures) <= 100
+    first, second = _service(db, clock), _service(db, clock)
+    first.bootstrap(data_dir=tmp_path, email="a@example.com", password="the-password")
+    for users in (first, second, first, second, first):
+        with pytest.raises(errors.Unauthenticated):
+            users.login("a@example.com", "nope", client="10.0.0.9")
+    with pytest.raises(LoginThrottled):
+        second.login("a@example.com", "the-password", client="10.0.0.9")
+
+
+def test_throttle_keeps_only_hashed_keys_and_drops_old_failures(db: Database) -> None:
+    clock = FakeClock()
+    throttle = LoginThrottle(db, clock=clock)
+    for i in range(50):
+        throttle.failed(f"user{i}@example.com|10.0.0.1")
+    with db.session() as session:
+        keys = session.scalars(select(LoginFailure.key_hash)).all()
+    assert len(keys) == 50 and not any("example.com" in k for k in keys)
+    clock.now += 61
+    throttle.failed("late@example.com|10.0.0.1")
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(LoginFailure)) == 1
 
 
 def test_sessions_end_when_the_password_changes(db: Database, tmp_path: Path) -> None:

@@ -6,9 +6,7 @@ import hashlib
 import math
 import os
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,14 +14,14 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from stowage import errors
 from stowage.domain.access import Permission, Principal, Role
 from stowage.services.tenancy import DEFAULT_TENANT, require
 from stowage.store.database import Database
-from stowage.store.tables import Tenant, User, utcnow
+from stowage.store.tables import LoginFailure, Tenant, User, utcnow
 
 PASSWORD_MIN = 10
 PASSWORD_MAX = 1024
@@ -90,62 +88,53 @@ def _view(row: User) -> UserView:
 
 
 class LoginThrottle:
-    """Counts failed sign-ins per key in a sliding window (in memory, per process)."""
-
-    MAX_KEYS = 10_000
+    """Counts failed sign-ins per key in a sliding window, in the database shared by every server process."""
 
     def __init__(
         self,
+        db: Database,
         *,
         max_failures: int = LOGIN_MAX_FAILURES,
         window_seconds: float = LOGIN_WINDOW_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._db = db
         self._max = max_failures
         self._window = window_seconds
+        # Wall-clock epoch seconds: several processes (and hosts) compare the same timestamps.
         self._clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
 
     def retry_after(self, key: str) -> int:
         """Seconds until ``key`` may try again (0 when it may try now)."""
         now = self._clock()
-        with self._lock:
-            times = self._failures.get(key)
-            if times is None:
-                return 0
-            self._expire(times, now)
-            if len(times) < self._max:
-                return 0
-            return max(1, math.ceil(times[0] + self._window - now))
+        with self._db.session() as session:
+            recent = session.scalars(
+                select(LoginFailure.failed_at)
+                .where(LoginFailure.key_hash == _digest(key), LoginFailure.failed_at > now - self._window)
+                .order_by(LoginFailure.failed_at.desc())
+                .limit(self._max)
+            ).all()
+        if len(recent) < self._max:
+            return 0
+        # Blocked until the oldest of the last ``max`` failures leaves the window.
+        return max(1, math.ceil(recent[-1] + self._window - now))
 
     def failed(self, key: str) -> None:
-        """Record a failed attempt."""
+        """Record a failed attempt (and drop failures that left the window, so the table stays small)."""
         now = self._clock()
-        with self._lock:
-            if len(self._failures) >= self.MAX_KEYS:
-                self._prune(now)
-            times = self._failures.setdefault(key, deque())
-            self._expire(times, now)
-            times.append(now)
+        with self._db.session() as session:
+            session.execute(delete(LoginFailure).where(LoginFailure.failed_at <= now - self._window))
+            session.add(LoginFailure(key_hash=_digest(key), failed_at=now))
 
     def reset(self, key: str) -> None:
         """Forget the failures of a key (after a successful sign-in)."""
-        with self._lock:
-            self._failures.pop(key, None)
+        with self._db.session() as session:
+            session.execute(delete(LoginFailure).where(LoginFailure.key_hash == _digest(key)))
 
-    def _expire(self, times: deque[float], now: float) -> None:
-        while times and times[0] <= now - self._window:
-            times.popleft()
 
-    def _prune(self, now: float) -> None:
-        # Bounded memory under a flood of distinct keys: drop expired ones, then the oldest half.
-        for key in [k for k, t in self._failures.items() if not t or t[-1] <= now - self._window]:
-            del self._failures[key]
-        if len(self._failures) >= self.MAX_KEYS:
-            oldest = sorted(self._failures, key=lambda k: self._failures[k][-1])
-            for key in oldest[: len(oldest) // 2]:
-                del self._failures[key]
+def _digest(key: str) -> str:
+    # Email and client address are personal data: the table needs only to tell keys apart.
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class UserService:
@@ -156,7 +145,7 @@ class UserService:
     ) -> None:
         self._db = db
         self._hasher = hasher or PasswordHasher()
-        self._throttle = throttle or LoginThrottle()
+        self._throttle = throttle or LoginThrottle(db)
         self._dummy_hash: str | None = None
 
     # -- bootstrap ---------------------------------------------------------------------------------

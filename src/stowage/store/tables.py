@@ -10,6 +10,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -209,3 +210,16 @@ class CredentialIssuance(Base):
     access_key_id_prefix: Mapped[str] = mapped_column(String(16))
     expires_at: Mapped[datetime | None] = mapped_column(default=None)
     issued_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LoginFailure(Base):
+    """One failed web sign-in, so that every server process sharing the database throttles the same tries.
+
+    The key (email and client address) is stored only as a SHA-256 digest; ``failed_at`` is epoch seconds.
+    """
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_key_at", "key_hash", "failed_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[float] = mapped_column(Float, index=True)
