@@ -151,6 +151,16 @@ def test_create_without_identity_fails_live_validation_with_report(http: httpx.C
     assert checks["assume-role"]["status"] == "failed" and checks["assume-role"]["remedy"]
 
 
+def test_patch_of_enum_fields_keeps_them_enums(http: httpx.Client) -> None:
+    created = http.post(BASE, json=spec("enums")).json()
+    answer = http.patch(
+        f"{BASE}/{created['id']}", json={"agentAccess": "direct", "provider": "aws", "skipValidation": True}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["agentAccess"] == "direct" and answer.json()["provider"] == "aws"
+    assert http.get(f"{BASE}/{created['id']}").json()["agentAccess"] == "direct"
+
+
 @pytest.mark.parametrize(
     ("raw", "content_type"),
     [

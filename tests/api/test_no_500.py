@@ -35,7 +35,9 @@ JSON_VALUES = st.recursive(
     | st.booleans()
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=300),
+    | st.text(max_size=300)
+    # Valid enum and role values too, so that bodies get past validation into the service more often.
+    | st.sampled_from(["aws", "s3-compatible", "brokered", "direct", "sts", "static", "admin", "viewer", "editor"]),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=20), children, max_size=5),
     max_leaves=20,
 )

@@ -260,3 +260,66 @@ def test_other_projects_are_separate(stowage: Run) -> None:
     assert in_default["total"] == 0
     in_project = stowage("locations", "show", location["name"], "--project", project)
     assert in_project.exit_code == 0, in_project.output
+
+
+def test_edit_changes_only_what_is_given(stowage: Run) -> None:
+    name = _name("edit")
+    before = _add(stowage, name, "--prefix", "team-a")
+    renamed = _name("edited")
+    # Renaming and the schedule change nothing the role must reach: no validation needed.
+    result = stowage("locations", "edit", name, "--name", renamed, "--revalidate-every", "60")
+    assert result.exit_code == 0, result.output
+    assert f"Updated location {renamed}" in result.stdout
+    snapshots = stowage(
+        "locations", "edit", renamed, "--no-volume-snapshots", "--agent-access", "direct", "--skip-validation"
+    )  # fmt: skip
+    assert snapshots.exit_code == 0, snapshots.output
+    after = _get(stowage, renamed)
+    assert after["id"] == before["id"] and after["bucket"] == before["bucket"] and after["prefix"] == "team-a"
+    assert after["volumeSnapshots"] is False and after["agentAccess"] == "direct"
+    assert after["revalidateIntervalMinutes"] == 60
+    cleared = stowage("locations", "edit", renamed, "--prefix", "", "--skip-validation", "-o", "json")
+    assert cleared.exit_code == 0, cleared.output
+    assert json.loads(cleared.stdout)["prefix"] is None
+
+
+def test_edit_of_what_the_role_must_reach_needs_validation(stowage: Run) -> None:
+    name = _name("move")
+    _add(stowage, name)
+    # No AWS identity here: the live checks cannot pass, so the change is refused with the report.
+    refused = stowage("locations", "edit", name, "--bucket", "another-bucket-x")
+    assert refused.exit_code == 1
+    assert "assume-role" in refused.stdout and "validation" in refused.stderr.lower()
+    assert _get(stowage, name)["bucket"] != "another-bucket-x"
+    forced = stowage("locations", "edit", name, "--bucket", "another-bucket-x", "--skip-validation")
+    assert forced.exit_code == 0, forced.output
+    moved = _get(stowage, name)
+    assert moved["bucket"] == "another-bucket-x" and moved["status"] == "Unverified"
+
+
+def test_edit_static_key_id_keeps_the_stored_secret(stowage: Run) -> None:
+    name = _name("static-edit")
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    added = stowage(
+        "locations", "add", name, "--bucket", "static-bucket", "--region", "us-east-1", "--provider",
+        "s3-compatible", "--s3-url", "https://s3.example.com", "--access-key-id", "AKIDEXAMPLE",
+        "--secret-access-key-stdin", "--skip-validation",
+        input=secret + "\n",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    edited = stowage("locations", "edit", name, "--access-key-id", "AKIDROTATED", "--skip-validation", "-o", "json")
+    assert edited.exit_code == 0, edited.output
+    credentials = json.loads(edited.stdout)["credentials"]
+    assert credentials["accessKeyId"] == "AKIDROTATED"
+    assert credentials["secretAccessKey"].endswith("EKEY") and secret not in edited.stdout
+
+
+def test_edit_usage_errors_exit_2(stowage: Run) -> None:
+    name = _name("noop")
+    _add(stowage, name)
+    nothing = stowage("locations", "edit", name)
+    assert nothing.exit_code == 2 and "nothing to change" in nothing.stderr
+    both = stowage("locations", "edit", name, "--role-arn", ROLE, "--access-key-id", "AKID")
+    assert both.exit_code == 2
+    bad_interval = stowage("locations", "edit", name, "--revalidate-every", "1")
+    assert bad_interval.exit_code == 1 and "revalidateIntervalMinutes" in bad_interval.stderr

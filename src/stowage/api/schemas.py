@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -126,7 +127,8 @@ class LocationUpdate(CamelModel):
                 if value is not None:
                     out["credentials"] = credentials_from(value)
                 continue
-            if isinstance(value, str):
+            # Enums (provider, agentAccess) are str subclasses too: stripping would turn them into plain text.
+            if isinstance(value, str) and not isinstance(value, enum.Enum):
                 value = value.strip() or None
             if value is None and field in {
                 "name",

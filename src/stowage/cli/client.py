@@ -125,6 +125,10 @@ class StowageClient:
         """POST JSON and return the decoded JSON."""
         return self.request("POST", path, body=body)
 
+    def patch(self, path: str, body: object) -> Any:
+        """PATCH JSON and return the decoded JSON."""
+        return self.request("PATCH", path, body=body)
+
     def delete(self, path: str) -> Any:
         """DELETE and return the decoded JSON (None for 204)."""
         return self.request("DELETE", path)

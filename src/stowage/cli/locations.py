@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,7 +26,7 @@ from stowage.cli.common import (
 from stowage.cli.render import echo_json, failed_ids, fields, report_text, table, when, yes_no
 from stowage.domain.locations import AgentAccess, Provider
 
-app = typer.Typer(help="Backup locations: add, validate, list, show, delete.", no_args_is_help=True)
+app = typer.Typer(help="Backup locations: add, edit, validate, list, show, delete.", no_args_is_help=True)
 
 # Far more than a page anyone reads; resolving a name pages through the search results anyway.
 PAGE = 500
@@ -313,21 +315,129 @@ def add_location(
         s3_url, force_path_style, ca_cert, prefix, kms_key_arn, no_volume_snapshots, default, agent_access,
     )  # fmt: skip
     body = {**spec.body(), "skipValidation": skip_validation}
-    with api(server, token, output) as (client, conn):
-        try:
-            created: dict[str, Any] = client.post(project_path(project, "backup-locations"), body)
-        except ApiError as exc:
-            report = exc.details.get("report")
-            if exc.code == "validation_failed" and isinstance(report, dict) and not conn.json:
-                typer.echo(report_text(report))
-                typer.echo()
-            raise
+    with api(server, token, output) as (client, conn), _failed_checks_shown(conn.json):
+        created: dict[str, Any] = client.post(project_path(project, "backup-locations"), body)
     if conn.json:
         echo_json(created)
         return
     typer.echo(f"Created location {created['name']} ({created['id']}): {created['status']}.")
     if created.get("status") == "Unverified":
         typer.echo(f"Validate it when the bucket is ready: stowage locations validate {created['name']}")
+
+
+@contextlib.contextmanager
+def _failed_checks_shown(as_json: bool) -> Iterator[None]:
+    """On a refused save (``validation_failed``), print the report's checks before the one-line error."""
+    try:
+        yield
+    except ApiError as exc:
+        report = exc.details.get("report")
+        if exc.code == "validation_failed" and isinstance(report, dict) and not as_json:
+            typer.echo(report_text(report))
+            typer.echo()
+        raise
+
+
+@app.command("edit")
+def edit_location(
+    ref: RefArgument,
+    name: Annotated[str | None, typer.Option("--name", help="Rename the location.")] = None,
+    bucket: Annotated[str | None, typer.Option("--bucket", "-b", help="Bucket name.", rich_help_panel=BUCKET)] = None,
+    region: Annotated[str | None, typer.Option("--region", help=RegionHelp, rich_help_panel=BUCKET)] = None,
+    provider: Annotated[
+        Provider | None, typer.Option("--provider", help="aws, or any S3-compatible store.", rich_help_panel=BUCKET)
+    ] = None,
+    role_arn: RoleArn = None,
+    access_key_id: AccessKeyId = None,
+    secret_access_key: SecretAccessKey = None,
+    secret_access_key_stdin: SecretStdin = False,
+    s3_url: S3Url = None,
+    force_path_style: Annotated[
+        bool | None,
+        typer.Option("--force-path-style/--no-force-path-style", help="Path-style addressing.", rich_help_panel=BUCKET),
+    ] = None,
+    ca_cert: CaCert = None,
+    prefix: Prefix = None,
+    kms_key_arn: KmsKeyArn = None,
+    volume_snapshots: Annotated[
+        bool | None,
+        typer.Option("--volume-snapshots/--no-volume-snapshots", help="EBS snapshots.", rich_help_panel=BUCKET),
+    ] = None,
+    agent_access: Annotated[
+        AgentAccess | None,
+        typer.Option("--agent-access", help="brokered: credentials vended by Stowage; direct: agents assume the role."),
+    ] = None,
+    revalidate_every: Annotated[
+        int | None,
+        typer.Option(
+            "--revalidate-every", metavar="MINUTES", help="Re-validation interval (5-10080); 0 for the default."
+        ),
+    ] = None,
+    skip_validation: Annotated[
+        bool, typer.Option("--skip-validation", help="Save without live checks (admins); status Unverified.")
+    ] = False,
+    project: ProjectOption = "default",
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Change a location; only the options given change (an empty value clears --s3-url, --prefix, --kms-key-arn).
+
+    Changing what the credentials must reach (bucket, region, endpoint, credentials...) needs a passing
+    validation, as when adding; with static keys, --access-key-id alone keeps the stored secret.
+    """
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in {
+            "name": name,
+            "bucket": bucket,
+            "region": region,
+            "provider": provider.value if provider else None,
+            "s3Url": s3_url,
+            "forcePathStyle": force_path_style,
+            "prefix": prefix,
+            "kmsKeyArn": kms_key_arn,
+            "volumeSnapshots": volume_snapshots,
+            "agentAccess": agent_access.value if agent_access else None,
+        }.items()
+        if value is not None
+    }
+    if ca_cert is not None:
+        changes["caCert"] = _read_pem(ca_cert) if str(ca_cert) else None
+    if revalidate_every is not None:
+        changes["revalidateIntervalMinutes"] = revalidate_every or None
+    if role_arn or access_key_id or secret_access_key is not None or secret_access_key_stdin:
+        changes["credentials"] = _edited_credentials(
+            role_arn, access_key_id, secret_access_key, secret_access_key_stdin
+        )
+    if not changes:
+        raise UsageProblem("nothing to change: give at least one option (see --help).")
+    body = {**changes, "skipValidation": skip_validation}
+    with api(server, token, output) as (client, conn):
+        location = resolve(client, project, ref)
+        with _failed_checks_shown(conn.json):
+            saved: dict[str, Any] = client.patch(project_path(project, "backup-locations", location["id"]), body)
+    if conn.json:
+        echo_json(saved)
+        return
+    typer.echo(f"Updated location {saved['name']} ({saved['id']}): {saved['status']}.")
+
+
+def _edited_credentials(
+    role_arn: str | None, access_key_id: str | None, secret: str | None, secret_stdin: bool
+) -> dict[str, str]:
+    if role_arn and (access_key_id or secret is not None or secret_stdin):
+        raise UsageProblem("give --role-arn (STS) or --access-key-id with a secret (static keys), not both.")
+    if role_arn:
+        return {"type": "sts", "roleArn": role_arn}
+    if not access_key_id:
+        raise UsageProblem("--access-key-id is required with a secret access key.")
+    if secret is not None and secret_stdin:
+        raise UsageProblem("give --secret-access-key or --secret-access-key-stdin, not both.")
+    if secret_stdin:
+        secret = sys.stdin.read().strip()
+    # No secret given: the stored one is kept (secrets are write-only, so an edit need not repeat it).
+    return {"type": "static", "accessKeyId": access_key_id, "secretAccessKey": secret or ""}
 
 
 @app.command("validate")
