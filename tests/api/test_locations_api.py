@@ -162,6 +162,37 @@ def test_patch_of_enum_fields_keeps_them_enums(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("name", "renamed-location"),
+        ("provider", "s3-compatible"),
+        ("bucket", "another-bucket-1"),
+        ("region", "eu-central-1"),
+        ("s3Url", "https://s3.example.com"),
+        ("forcePathStyle", True),
+        ("prefix", "team-b"),
+        ("kmsKeyArn", "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+        ("volumeSnapshots", False),
+        ("isDefault", True),
+        ("agentAccess", "direct"),
+        ("revalidateIntervalMinutes", 45),
+        ("credentials", {"type": "sts", "roleArn": "arn:aws:iam::222222222222:role/other-role"}),
+    ],
+)
+def test_patch_of_each_field_is_applied(http: httpx.Client, field: str, value: Any) -> None:
+    created = http.post(BASE, json=spec(f"patch-{field.lower()}")).json()
+    # S3-compatible storage has no default endpoint, so the switch carries one.
+    extra = {"s3Url": "https://s3.example.com"} if field == "provider" else {}
+    answer = http.patch(f"{BASE}/{created['id']}", json={field: value, **extra, "skipValidation": True})
+    assert answer.status_code == 200, answer.text
+    shown = http.get(f"{BASE}/{created['id']}").json()
+    if field == "credentials":
+        assert shown["credentials"]["roleArn"] == value["roleArn"]
+    else:
+        assert shown[field] == value, shown
+
+
+@pytest.mark.parametrize(
     ("raw", "content_type"),
     [
         (b"{not json", "application/json"),
