@@ -155,3 +155,20 @@ def heartbeat(server: StowageServer, token: str, version: str = "1.4.2") -> http
         headers={"Authorization": f"Bearer {token}"},
         timeout=30,
     )
+
+
+def signed_in_as(server: StowageServer, role: str) -> WebClient:
+    """A client signed in as a new user with the given role (added by the first admin through the Users page)."""
+    email = f"{role}-{uuid.uuid4().hex[:6]}@example.com"
+    password = f"{role}-password-{uuid.uuid4().hex[:4]}"
+    admin = WebClient(server)
+    try:
+        assert admin.login().status_code == 303
+        admin.get("/settings/users")
+        created = admin.post("/settings/users", {"email": email, "password": password, "role": role})
+        assert created.status_code == 303, created.text
+    finally:
+        admin.close()
+    client = WebClient(server)
+    assert client.login(email=email, password=password).status_code == 303
+    return client

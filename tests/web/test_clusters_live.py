@@ -1,5 +1,5 @@
-"""The web UI with a real AWS emulator (ministack, AUTH=true): real issuances in the audit page, and the wizard's
-trust policy by agent access.
+"""The web UI with a real AWS emulator (ministack, AUTH=true): real issuances in the audit page, the wizard's
+trust policy by agent access, the account ID on Project Settings → General and the cluster page's trust policy.
 
 The control plane is account 111111111111, the bucket and the role are in 222222222222, the cluster runs in
 333333333333.
@@ -7,6 +7,7 @@ The control plane is account 111111111111, the bucket and the role are in 222222
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import uuid
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.aws_accounts import CLUSTER, AwsAccounts
+from tests.support.aws_accounts import CLUSTER, PLATFORM, AwsAccounts
 from tests.support.ministack import Ministack
 from tests.support.servers import StowageServer, start_server
 from tests.web.support import WebClient, register, web_env
@@ -123,3 +124,45 @@ def test_the_wizard_trust_policy_follows_agent_access(live: tuple[StowageServer,
     wrong = admin.get(url, params={**base, "agent_access": "sideways"})
     assert wrong.status_code == 422
     assert "brokered or direct" in wrong.json()["message"]
+
+
+def test_general_page_and_cluster_trust_policy_with_an_aws_identity(
+    live: tuple[StowageServer, AwsAccounts, WebClient],
+) -> None:
+    server, _, admin = live
+    with server.client() as api:
+        external_id = api.get("/api/v1/projects/default/sts").json()["externalId"]
+        role_arn = "arn:aws:iam::222222222222:role/stowage-direct"
+        created = api.post(
+            "/api/v1/projects/default/backup-locations",
+            json={
+                "name": "direct-one",
+                "bucket": f"direct-{uuid.uuid4().hex[:8]}",
+                "region": REGION,
+                "credentials": {"type": "sts", "roleArn": role_arn},
+                "agentAccess": "direct",
+                "skipValidation": True,
+            },
+        )
+        assert created.status_code == 201, created.text
+    general = admin.get("/projects/default/settings/general")
+    assert general.status_code == 200
+    assert f'data-testid="account-id">{PLATFORM}</code>' in general.text
+    assert f'data-testid="external-id">{html.escape(external_id)}</code>' in general.text
+    assert 'data-testid="sts-unavailable"' not in general.text
+
+    cluster = register(admin, name="prod-eu", cloud_account_id=CLUSTER, region=REGION)
+    page = admin.get(cluster.url).text
+    shown = re.findall(r'<pre class="json" id="(trust-\d+)"[^>]*data-testid="trust-policy">(.*?)</pre>', page, re.S)
+    assert len(shown) == 1, page
+    assert f'data-copy="#{shown[0][0]}"' in page
+    with server.client() as api:
+        expected = api.get(
+            f"/api/v1/projects/default/clusters/{cluster.url.rsplit('/', 1)[1]}/trust-policy",
+            params={"locationId": created.json()["id"]},
+        ).json()["trustPolicy"]
+    document = json.loads(html.unescape(shown[0][1]))
+    assert document == expected  # the same document the API gives
+    assert document["Statement"][1]["Principal"] == {"AWS": f"arn:aws:iam::{CLUSTER}:root"}
+    assert document["Statement"][1]["Condition"] == {"StringEquals": {"sts:ExternalId": external_id}}
+    assert role_arn in page

@@ -183,6 +183,9 @@ def test_narrow_screen_has_no_sideways_scrolling(page: Any, web_server: StowageS
         detail,
         detail + "/edit",
         "/settings/users",
+        "/settings/projects",
+        "/settings/tokens",
+        "/projects/default/settings/general",
     ):
         page.goto(web_server.url + path)
         width = page.evaluate("() => document.documentElement.scrollWidth")

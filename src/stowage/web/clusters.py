@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,8 +14,11 @@ from starlette.responses import Response
 from stowage import errors
 from stowage.domain.access import Permission
 from stowage.domain.clusters import ConnectionStatus, cluster_name_problem
+from stowage.domain.locations import AgentAccess, StsCredentials
 from stowage.domain.naming import account_id_problem
+from stowage.domain.policies import render as render_policy
 from stowage.services.clusters import ClusterView
+from stowage.services.locations import SavedLocation
 from stowage.services.runtime import Runtime
 from stowage.web.common import (
     Visitor,
@@ -23,6 +27,7 @@ from stowage.web.common import (
     issuances_url,
     page_number,
     project_frame,
+    project_locations,
     read_form,
     redirect,
     render,
@@ -179,14 +184,53 @@ async def _token_page(
 
 
 # -- one cluster ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class DirectTrust:
+    """The trust policy one direct-access location's role needs for a cluster, ready to paste."""
+
+    location: SavedLocation
+    policy: str
+
+
+async def _direct_trust(request: Request, who: Visitor, project: str, view: ClusterView) -> dict[str, Any]:
+    """What the cluster page says about trust: one policy per direct STS location, or why there is none."""
+    locations = [
+        loc for loc in await project_locations(request, who, project) if loc.spec.agent_access is AgentAccess.DIRECT
+    ]
+    # Only a role can trust account A; a static-key location has none, whatever its agent access says.
+    direct = [loc for loc in locations if isinstance(loc.spec.credentials, StsCredentials)]
+    static = [loc for loc in locations if not isinstance(loc.spec.credentials, StsCredentials)]
+    entries: list[DirectTrust] = []
+    reason = ""
+    if direct and view.cloud_account_id:
+        vending = _runtime(request).vending
+        for loc in direct:
+            try:
+                answer = await run_in_threadpool(vending.trust_policy, who.principal, project, view.id, loc.id)
+            except errors.StsUnavailable as exc:
+                reason = exc.message
+                break
+            except errors.NotFound:
+                continue  # deleted while the page was being built
+            entries.append(DirectTrust(location=loc, policy=render_policy(answer["trustPolicy"])))
+    return {"direct_locations": direct, "static_direct": static, "trust_entries": entries, "trust_reason": reason}
+
+
 @router.get("/projects/{project}/settings/clusters/{cluster_id}")
 async def cluster_page(request: Request, project: str, cluster_id: str) -> Response:
-    """One cluster: its agent's status, its token's state (never the token) and what may be done."""
+    """One cluster: its agent's status, its token's state (never the token), trust for direct access, actions."""
     who = await visitor(request)
     frame = await project_frame(request, who, project)
     view = await run_in_threadpool(_runtime(request).clusters.get, who.principal, project, cluster_id)
     return render(
-        request, "cluster.html", who=who, **frame, cluster=view, status_key=status_key, status_labels=STATUS_LABELS
+        request,
+        "cluster.html",
+        who=who,
+        **frame,
+        cluster=view,
+        status_key=status_key,
+        status_labels=STATUS_LABELS,
+        **await _direct_trust(request, who, project, view),
     )
 
 

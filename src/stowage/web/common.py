@@ -21,6 +21,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from stowage import errors
 from stowage.domain.access import Permission, Principal, allows
+from stowage.services.locations import MAX_PAGE as LOCATIONS_MAX_PAGE
+from stowage.services.locations import SavedLocation
 from stowage.services.runtime import Runtime
 from stowage.services.users import UserView
 from stowage.web import csrf
@@ -56,6 +58,9 @@ NOTICES = {
     "user-deleted": "User removed.",
     "cluster-deleted": "Cluster deleted. Its agent token no longer works; its audit entries are kept.",
     "token-revoked": "Agent token revoked: the cluster's agent is refused until you rotate the token.",
+    "project-created": "Project created. Add its first backup location.",
+    "external-id-rotated": "External ID rotated.",
+    "api-token-revoked": "API token revoked: requests with it are refused from now on.",
 }
 
 
@@ -105,6 +110,7 @@ class WebState:
         self.env.globals["locations_url"] = locations_url
         self.env.globals["clusters_url"] = clusters_url
         self.env.globals["issuances_url"] = issuances_url
+        self.env.globals["general_url"] = general_url
 
 
 def web_state(request: Request) -> WebState:
@@ -159,6 +165,11 @@ def clusters_url(project: str, *parts: str) -> str:
     return settings_url(project, "clusters", *parts)
 
 
+def general_url(project: str, *parts: str) -> str:
+    """The URL of a page under a project's General settings."""
+    return settings_url(project, "general", *parts)
+
+
 def issuances_url(project: str, **filters: str) -> str:
     """The URL of a project's credential issuances (audit log), optionally filtered."""
     query = urlencode({k: v for k, v in filters.items() if v})
@@ -179,6 +190,19 @@ async def project_frame(request: Request, who: Visitor, project_ref: str) -> dic
     project = await run_in_threadpool(runtime.tenancy.project, who.principal, project_ref)
     projects = await run_in_threadpool(runtime.tenancy.list_projects, who.principal)
     return {"project": project, "projects": projects}
+
+
+async def project_locations(request: Request, who: Visitor, project_ref: str) -> list[SavedLocation]:
+    """Every location of a project, by name (read a page at a time, as the service hands them out)."""
+    runtime = web_state(request).runtime
+    found: list[SavedLocation] = []
+    while True:
+        page = await run_in_threadpool(
+            runtime.locations.list_page, who.principal, project_ref, limit=LOCATIONS_MAX_PAGE, offset=len(found)
+        )
+        found.extend(page.items)
+        if not page.items or len(found) >= page.total:
+            return found
 
 
 # -- sessions and visitors ----------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from stowage.services.locations import SavedLocation
 from stowage.services.policies import PolicyRequest, StsInfo
 from stowage.services.runtime import Runtime
 from stowage.services.tenancy import DEFAULT_PROJECT
-from stowage.web import clusters, users
+from stowage.web import clusters, tokens, users
+from stowage.web import projects as project_pages
 from stowage.web.common import (
     STATIC_DIR,
     Visitor,
@@ -73,6 +74,8 @@ def install(app: FastAPI) -> None:
     install_state(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(users.router)
+    app.include_router(project_pages.router)
+    app.include_router(tokens.router)
     app.include_router(clusters.router)
     app.include_router(router)
     app.include_router(fallback)
@@ -89,6 +92,8 @@ async def home(request: Request) -> Response:
     who = await visitor(request)
     projects = await run_in_threadpool(_runtime(request).tenancy.list_projects, who.principal)
     if not projects:
+        if who.can(Permission.MANAGE_PROJECTS):
+            return redirect("/settings/projects")
         return render(
             request,
             "error.html",
@@ -96,7 +101,7 @@ async def home(request: Request) -> Response:
             status=404,
             title="No projects",
             status_code=404,
-            message="Your tenant has no projects yet. An admin can create one with `stowage projects add`.",
+            message="Your tenant has no projects yet. Ask an admin to add one under Settings → Projects.",
         )
     names = [p.name for p in projects]
     chosen = DEFAULT_PROJECT if DEFAULT_PROJECT in names else names[0]

@@ -31,8 +31,8 @@ from stowage.web.common import (
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 ROLE_HELP = {
-    Role.ADMIN: "everything, including users, projects and skipping live validation",
-    Role.EDITOR: "add, edit, validate and delete backup locations",
+    Role.ADMIN: "everything, including users, projects, API tokens, the External ID and skipping live validation",
+    Role.EDITOR: "add, edit, validate and delete backup locations; register and manage clusters",
     Role.VIEWER: "read only",
 }
 
