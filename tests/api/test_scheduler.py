@@ -69,7 +69,7 @@ def _wait_for_all(url: str, ids: list[str], timeout: float = 60) -> dict[str, in
     pytest.fail(f"not every due location was re-validated in {timeout} s: {counts}")
 
 
-def test_two_servers_on_one_postgres_run_each_due_validation_exactly_once(server_factory, pg_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_two_servers_on_one_postgres_run_each_due_validation_exactly_once(pg_url: str, server_factory) -> None:  # type: ignore[no-untyped-def]
     first = server_factory(database_url=pg_url, extra_env=FAST)
     second = server_factory(database_url=pg_url, extra_env={**FAST, "STOWAGE_ADMIN_TOKEN": first.admin_token})
     ids = _create(first, [f"due-{i}" for i in range(8)])

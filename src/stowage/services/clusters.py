@@ -31,6 +31,8 @@ from stowage.store.database import Database
 from stowage.store.tables import Cluster, Project, utcnow
 
 DEFAULT_HEARTBEAT_SECONDS = 30
+# Change-feed topic: an agent token (by digest) was revoked, rotated away or deleted.
+TOKEN_TOPIC = "agent-token"
 REGION_MAX_LENGTH = 64
 VERSION_MAX_LENGTH = 64
 
@@ -184,7 +186,8 @@ class ClusterService:
             _, row = self._load(session, principal, project_ref, cluster_ref)
             digest = row.token_hash
             session.delete(row)
-        self._forget(digest)
+            self._db.changes.publish(session, TOKEN_TOPIC, digest)
+        self.forget_token(digest)
 
     def revoke_token(self, principal: Principal, project_ref: str, cluster_ref: str) -> ClusterView:
         """Revoke the cluster's agent token (idempotent); rotating issues a new one."""
@@ -195,7 +198,8 @@ class ClusterService:
                 row.token_revoked_at = self._clock()
             digest = row.token_hash
             view = self._view(row, project)
-        self._forget(digest)
+            self._db.changes.publish(session, TOKEN_TOPIC, digest)
+        self.forget_token(digest)
         return view
 
     def rotate_token(self, principal: Principal, project_ref: str, cluster_ref: str) -> tuple[str, ClusterView]:
@@ -210,7 +214,8 @@ class ClusterService:
             row.token_created_at = self._clock()
             row.token_revoked_at = None
             view = self._view(row, project)
-        self._forget(old)
+            self._db.changes.publish(session, TOKEN_TOPIC, old)
+        self.forget_token(old)
         return token, view
 
     # -- agents ------------------------------------------------------------------------------------
@@ -275,7 +280,7 @@ class ClusterService:
         with self._db.session() as session:
             row = session.get(Cluster, agent.cluster_id)
             if row is None:
-                self._forget(None)
+                self.forget_token(None)
                 raise errors.Unauthenticated("This cluster was deleted: its agent token no longer works.")
             row.last_heartbeat_at = self._clock()
             row.agent_version = version
@@ -288,7 +293,8 @@ class ClusterService:
         )
 
     # -- helpers -----------------------------------------------------------------------------------
-    def _forget(self, digest: str | None) -> None:
+    def forget_token(self, digest: str | None) -> None:
+        """Drop a token digest (or every token, for ``None``) from the authentication cache."""
         with self._auth_lock:
             if digest is None:
                 self._auth_cache.clear()

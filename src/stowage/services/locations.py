@@ -33,6 +33,8 @@ from stowage.store.tables import Location, Project, ValidationRecord, utcnow
 HISTORY_KEPT = 20
 MAX_PAGE = 500
 # Changing any of these changes what the credentials must reach, so the location must pass validation again.
+# Change-feed topic: a location was edited or deleted (caches elsewhere must reload it).
+LOCATION_TOPIC = "location"
 REVALIDATING_FIELDS = frozenset(
     {
         "provider",
@@ -298,6 +300,7 @@ class LocationService:
                 row.updated_at = now
                 session.flush()
                 saved = self._view(row, project)
+                self._db.changes.publish(session, LOCATION_TOPIC, row.id)
         except IntegrityError as exc:
             raise errors.Conflict(f"A location named '{new_spec.name}' already exists in this project.") from exc
         self._changed(saved.id)
@@ -311,6 +314,7 @@ class LocationService:
             deleted_id = row.id
             session.execute(delete(ValidationRecord).where(ValidationRecord.location_id == row.id))
             session.delete(row)
+            self._db.changes.publish(session, LOCATION_TOPIC, deleted_id)
         self._changed(deleted_id)
 
     def set_default(self, principal: Principal, project_ref: str, location_id: str) -> SavedLocation:

@@ -27,10 +27,6 @@ QUEUE = "revalidation"
 CLAIM_LEASE_SECONDS = 600
 
 
-def _libpq_url(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 class RevalidationScheduler:
     """Runs due re-validations with bounded concurrency inside the server process."""
 
@@ -42,7 +38,7 @@ class RevalidationScheduler:
         self._concurrency = concurrency
         self._worker: asyncio.Task[None] | None = None
         connector: Any = (
-            procrastinate.PsycopgConnector(conninfo=_libpq_url(db.url)) if db.is_postgres else InMemoryConnector()
+            procrastinate.PsycopgConnector(conninfo=db.libpq_url) if db.is_postgres else InMemoryConnector()
         )
         self.app = procrastinate.App(connector=connector)
         self._register(tick_seconds)

@@ -14,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from stowage.store.changes import ChangeFeed
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -61,11 +63,18 @@ class Database:
         self.url = normalize_url(url)
         self.engine = create_db_engine(self.url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Cache invalidation between server processes; only PostgreSQL can carry it.
+        self.changes = ChangeFeed(self.libpq_url if self.is_postgres else None)
 
     @property
     def is_postgres(self) -> bool:
         """True when the database is PostgreSQL."""
         return self.engine.dialect.name == "postgresql"
+
+    @property
+    def libpq_url(self) -> str:
+        """The URL in libpq's form (for psycopg itself rather than SQLAlchemy)."""
+        return self.url.replace("postgresql+psycopg://", "postgresql://", 1)
 
     def migrate(self) -> None:
         """Bring the schema up to date."""
@@ -85,5 +94,6 @@ class Database:
             session.close()
 
     def dispose(self) -> None:
-        """Close all pooled connections."""
+        """Stop the change feed and close all pooled connections."""
+        self.changes.stop()
         self.engine.dispose()

@@ -1,0 +1,57 @@
+"""The change feed's routing, without a second process (the cross-process path is in tests/api/test_change_feed.py)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from stowage.store.changes import ChangeFeed
+from stowage.store.database import Database
+
+
+def test_notices_reach_the_subscribers_of_their_topic_only() -> None:
+    feed = ChangeFeed(None)
+    heard: list[tuple[str, str | None]] = []
+
+    def broken(_: str | None) -> None:
+        raise RuntimeError("a cache that fails")
+
+    feed.subscribe("location", broken)
+    feed.subscribe("location", lambda key: heard.append(("location", key)))
+    feed.subscribe("agent-token", lambda key: heard.append(("agent-token", key)))
+    feed.dispatch("location:abc:with-colon")
+    feed.dispatch("agent-token:")  # empty key: forget everything
+    feed.dispatch("unknown:x")
+    assert heard == [("location", "abc:with-colon"), ("agent-token", None)]
+
+
+def test_sqlite_has_no_channel_and_publishing_is_a_no_op(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'stowage.db'}")
+    db.migrate()
+    assert not db.changes.enabled
+    with db.session() as session:
+        db.changes.publish(session, "location", "x")
+    db.changes.start()  # nothing to listen to
+    db.dispose()
+
+
+def test_postgres_feed_connects_and_stops(pg_url: str) -> None:
+    db = Database(pg_url)
+    db.migrate()
+    heard: list[str | None] = []
+    db.changes.subscribe("location", heard.append)
+    db.changes.start()
+    assert db.changes.connected.wait(10)
+    with db.session() as session:
+        db.changes.publish(session, "location", "loc-1")
+    with db.session() as session:
+        db.changes.publish(session, "location", "rolled-back")
+        session.rollback()
+    with db.session() as session:
+        db.changes.publish(session, "location", "loc-2")
+    deadline = time.monotonic() + 10
+    while len(heard) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    db.dispose()
+    # Notices arrive in commit order: a rolled-back change would show up between the two.
+    assert heard == ["loc-1", "loc-2"]
