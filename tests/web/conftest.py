@@ -6,10 +6,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from stowage.store.database import Database
 from tests.support.ministack import ministack  # noqa: F401 - fixture (session-scoped emulator)
 from tests.support.servers import StowageServer, start_server
 from tests.web.browser import browser, page  # noqa: F401 - fixtures (Chromium)
-from tests.web.support import DEAD_ENDPOINT, WebClient, web_env
+from tests.web.support import DEAD_ENDPOINT, WebClient, signed_in_as, web_env
 
 
 @pytest.fixture(scope="module")
@@ -34,5 +35,29 @@ def admin(web_server: StowageServer) -> Iterator[WebClient]:
     client = WebClient(web_server)
     response = client.login()
     assert response.status_code == 303, response.text
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def server_db(web_server: StowageServer) -> Iterator[Database]:
+    """The server's own SQLite database, for what has no API (other tenants, old heartbeats, audit rows)."""
+    database = Database(f"sqlite:///{web_server.data_dir / 'stowage.db'}")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(scope="module")
+def viewer(web_server: StowageServer) -> Iterator[WebClient]:
+    """A client signed in as a viewer."""
+    client = signed_in_as(web_server, "viewer")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def editor(web_server: StowageServer) -> Iterator[WebClient]:
+    """A client signed in as an editor."""
+    client = signed_in_as(web_server, "editor")
     yield client
     client.close()

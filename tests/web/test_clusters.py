@@ -11,16 +11,13 @@ import html
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import select
 
 from stowage.services.tenancy import hash_token, new_external_id
 from stowage.store.database import Database
 from stowage.store.tables import Cluster, CredentialIssuance, Project, Tenant
-from tests.support.servers import StowageServer
 from tests.web.support import (
     AGENT_TOKEN,
     WebClient,
@@ -37,30 +34,6 @@ ISSUANCES = "/projects/default/settings/credential-issuances"
 
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture(scope="module")
-def db(web_server: StowageServer) -> Iterator[Database]:
-    """The server's own SQLite database, for what has no API (other tenants, old heartbeats, audit rows)."""
-    database = Database(f"sqlite:///{web_server.data_dir / 'stowage.db'}")
-    yield database
-    database.dispose()
-
-
-@pytest.fixture(scope="module")
-def viewer(web_server: StowageServer) -> Iterator[WebClient]:
-    """A client signed in as a viewer."""
-    email = f"viewer-{uuid.uuid4().hex[:6]}@example.com"
-    admin = WebClient(web_server)
-    admin.login()
-    admin.get("/settings/users")
-    created = admin.post("/settings/users", {"email": email, "password": "viewer-password", "role": "viewer"})
-    assert created.status_code == 303
-    admin.close()
-    client = WebClient(web_server)
-    assert client.login(email=email, password="viewer-password").status_code == 303
-    yield client
-    client.close()
 
 
 # -- the list, registering, the token shown once ----------------------------------------------------------
@@ -113,7 +86,7 @@ def test_register_shows_the_token_once_with_the_command_and_never_again(admin: W
     assert heartbeat(admin.server, cluster.token).status_code == 200
 
 
-def test_status_badges_follow_the_heartbeats(admin: WebClient, db: Database) -> None:
+def test_status_badges_follow_the_heartbeats(admin: WebClient, server_db: Database) -> None:
     cluster = register(admin)
     assert heartbeat(admin.server, cluster.token, version="2.0.0-rc1").status_code == 200
     row = re.search(rf'<tr data-cluster="{cluster.name}">(.*?)</tr>', admin.get(CLUSTERS).text, flags=re.S)
@@ -123,7 +96,7 @@ def test_status_badges_follow_the_heartbeats(admin: WebClient, db: Database) -> 
     assert "just now" in row.group(1)
     assert re.search(r'<time datetime="[^"]+" title="\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC">just now</time>', row.group(1))
     # Three missed heartbeats later (the default interval is 30 s) it is disconnected.
-    with db.session() as session:
+    with server_db.session() as session:
         row_db = session.scalar(select(Cluster).where(Cluster.name == cluster.name))
         assert row_db is not None
         row_db.last_heartbeat_at = datetime.now(UTC) - timedelta(minutes=7)
@@ -251,8 +224,8 @@ def test_every_cluster_form_carries_and_needs_its_csrf_token(admin: WebClient) -
     assert "made-by-csrf" not in admin.get(CLUSTERS).text
 
 
-def test_another_tenants_project_and_cluster_are_not_found(admin: WebClient, db: Database) -> None:
-    with db.session() as session:
+def test_another_tenants_project_and_cluster_are_not_found(admin: WebClient, server_db: Database) -> None:
+    with server_db.session() as session:
         tenant = Tenant(name=_unique("other"))
         session.add(tenant)
         session.flush()
@@ -283,16 +256,18 @@ def test_another_tenants_project_and_cluster_are_not_found(admin: WebClient, db:
     admin.get(CLUSTERS)
     assert admin.post(f"{CLUSTERS}/{cluster_id}/delete").status_code == 404
     assert admin.post(f"/projects/{project_name}/settings/clusters", {"name": "sneaky"}).status_code == 404
-    with db.session() as session:
+    with server_db.session() as session:
         assert session.scalar(select(Cluster.id).where(Cluster.id == cluster_id)) is not None
         assert session.scalar(select(Cluster.id).where(Cluster.name == "sneaky")) is None
 
 
 # -- the audit log ------------------------------------------------------------------------------------------
-def _audit_rows(db: Database, project: str, location: tuple[str, str], cluster: tuple[str, str], count: int) -> None:
+def _audit_rows(
+    server_db: Database, project: str, location: tuple[str, str], cluster: tuple[str, str], count: int
+) -> None:
     """Issuances as the vending service writes them: one a minute, the newest now."""
     now = datetime.now(UTC)
-    with db.session() as session:
+    with server_db.session() as session:
         project_id = session.scalar(select(Project.id).where(Project.name == project))
         assert project_id
         for n in range(count):
@@ -310,7 +285,7 @@ def _audit_rows(db: Database, project: str, location: tuple[str, str], cluster: 
             )
 
 
-def test_issuances_newest_first_paginated_and_filtered_by_location(admin: WebClient, db: Database) -> None:
+def test_issuances_newest_first_paginated_and_filtered_by_location(admin: WebClient, server_db: Database) -> None:
     project = _unique("audit")
     with admin.server.client() as api:
         assert api.post("/api/v1/projects", json={"name": project}).status_code == 201
@@ -321,8 +296,8 @@ def test_issuances_newest_first_paginated_and_filtered_by_location(admin: WebCli
     location_id = location.rsplit("/", 1)[1]
     cluster = register(admin, project=project, name="prod-eu")
     cluster_id = cluster.url.rsplit("/", 1)[1]
-    _audit_rows(db, project, (location_id, "primary"), (cluster_id, "prod-eu"), 55)
-    _audit_rows(db, project, (str(uuid.uuid4()), "archive-gone"), (str(uuid.uuid4()), "old-cluster"), 1)
+    _audit_rows(server_db, project, (location_id, "primary"), (cluster_id, "prod-eu"), 55)
+    _audit_rows(server_db, project, (str(uuid.uuid4()), "archive-gone"), (str(uuid.uuid4()), "old-cluster"), 1)
 
     base = f"/projects/{project}/settings/credential-issuances"
     first = admin.get(base)

@@ -11,18 +11,16 @@ import html
 import re
 import secrets
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from stowage.services.tenancy import hash_token, new_external_id
 from stowage.store.database import Database
 from stowage.store.tables import ApiToken, Project, Tenant
 from tests.support.servers import StowageServer
-from tests.web.support import WebClient, forms_of, register, signed_in_as
+from tests.web.support import WebClient, forms_of, register
 
 # An API token as created here ("stw_" + 43 URL-safe characters); agent tokens ("stwa_") and hints don't match.
 API_TOKEN = re.compile(r"stw_[A-Za-z0-9_-]{40,}")
@@ -37,30 +35,6 @@ def _unique(prefix: str) -> str:
 
 def _general(project: str) -> str:
     return f"/projects/{project}/settings/general"
-
-
-@pytest.fixture(scope="module")
-def db(web_server: StowageServer) -> Iterator[Database]:
-    """The server's own SQLite database, for what has no API (another tenant)."""
-    database = Database(f"sqlite:///{web_server.data_dir / 'stowage.db'}")
-    yield database
-    database.dispose()
-
-
-@pytest.fixture(scope="module")
-def viewer(web_server: StowageServer) -> Iterator[WebClient]:
-    """A client signed in as a viewer."""
-    client = signed_in_as(web_server, "viewer")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def editor(web_server: StowageServer) -> Iterator[WebClient]:
-    """A client signed in as an editor."""
-    client = signed_in_as(web_server, "editor")
-    yield client
-    client.close()
 
 
 def _project(server: StowageServer) -> str:
@@ -99,9 +73,9 @@ def _external_id(server: StowageServer, project: str) -> str:
     return str(answer.json()["externalId"])
 
 
-def _foreign_project(db: Database) -> tuple[str, str, str]:
+def _foreign_project(server_db: Database) -> tuple[str, str, str]:
     """A project of another tenant: (name, id, External ID)."""
-    with db.session() as session:
+    with server_db.session() as session:
         tenant = Tenant(name=_unique("other"))
         session.add(tenant)
         session.flush()
@@ -206,8 +180,8 @@ def test_the_rotate_form_needs_its_csrf_token(admin: WebClient) -> None:
     assert _external_id(admin.server, project) == before
 
 
-def test_another_tenants_project_is_not_found(admin: WebClient, db: Database) -> None:
-    name, project_id, external_id = _foreign_project(db)
+def test_another_tenants_project_is_not_found(admin: WebClient, server_db: Database) -> None:
+    name, project_id, external_id = _foreign_project(server_db)
     for ref in (name, project_id):
         for path in (_general(ref), _general(ref) + "/rotate-external-id"):
             page = admin.get(path)
@@ -215,7 +189,7 @@ def test_another_tenants_project_is_not_found(admin: WebClient, db: Database) ->
             assert external_id not in page.text
         admin.get(PROJECTS)
         assert admin.post(_general(ref) + "/rotate-external-id").status_code == 404
-    with db.session() as session:
+    with server_db.session() as session:
         assert session.scalar(select(Project.external_id).where(Project.id == project_id)) == external_id
     assert name not in admin.get(PROJECTS).text
 
@@ -437,8 +411,8 @@ def test_token_forms_need_their_csrf_token(admin: WebClient) -> None:
         assert api.get("/api/v1/projects").status_code == 200
 
 
-def test_another_tenants_token_is_not_found(admin: WebClient, db: Database) -> None:
-    with db.session() as session:
+def test_another_tenants_token_is_not_found(admin: WebClient, server_db: Database) -> None:
+    with server_db.session() as session:
         tenant = Tenant(name=_unique("other"))
         session.add(tenant)
         session.flush()
@@ -456,7 +430,7 @@ def test_another_tenants_token_is_not_found(admin: WebClient, db: Database) -> N
     assert admin.get(f"{TOKENS}/{token_id}/revoke").status_code == 404
     admin.get(TOKENS)
     assert admin.post(f"{TOKENS}/{token_id}/revoke").status_code == 404
-    with db.session() as session:
+    with server_db.session() as session:
         assert session.scalar(select(ApiToken.revoked_at).where(ApiToken.id == token_id)) is None
 
 

@@ -88,6 +88,9 @@ AgentAccess_ = Annotated[
     typer.Option("--agent-access", help="brokered: credentials vended by Stowage; direct: agents assume the role."),
 ]
 Default = Annotated[bool, typer.Option("--default", help="Make it the project's default location.")]
+SkipValidation = Annotated[
+    bool, typer.Option("--skip-validation", help="Save without live checks (admins); status Unverified.")
+]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
@@ -301,9 +304,7 @@ def add_location(
     no_volume_snapshots: NoVolumeSnapshots = False,
     agent_access: AgentAccess_ = AgentAccess.BROKERED,
     default: Default = False,
-    skip_validation: Annotated[
-        bool, typer.Option("--skip-validation", help="Save without live checks (admins); status Unverified.")
-    ] = False,
+    skip_validation: SkipValidation = False,
     project: ProjectOption = "default",
     server: ServerOption = None,
     token: TokenOption = None,
@@ -373,9 +374,7 @@ def edit_location(
             "--revalidate-every", metavar="MINUTES", help="Re-validation interval (5-10080); 0 for the default."
         ),
     ] = None,
-    skip_validation: Annotated[
-        bool, typer.Option("--skip-validation", help="Save without live checks (admins); status Unverified.")
-    ] = False,
+    skip_validation: SkipValidation = False,
     project: ProjectOption = "default",
     server: ServerOption = None,
     token: TokenOption = None,
