@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.servers import StowageServer
-from tests.web.browser import sign_in
+from tests.web.browser import screenshot, sign_in
 from tests.web.support import heartbeat
 
 pytestmark = pytest.mark.e2e
@@ -48,3 +48,4 @@ def test_register_a_cluster_and_see_its_agent_connect(page: Any, web_server: Sto
     assert "0.9.1" in row.inner_text()
     assert "just now" in row.inner_text()
     assert token not in page.content()
+    screenshot(page, "clusters.png")
