@@ -14,6 +14,7 @@ from sqlalchemy import func, select, update
 
 from stowage.store.database import Database
 from stowage.store.tables import Location, ValidationRecord
+from tests.support.databases import drop_pg_database
 
 FAST = {"STOWAGE_SCHEDULER_TICK_SECONDS": "1"}
 
@@ -92,3 +93,12 @@ def test_sqlite_server_runs_scheduled_validations_in_process(server_factory) -> 
     _wait_for_all(url, ids)
     time.sleep(3)
     assert _scheduled_counts(url, ids) == dict.fromkeys(ids, 1)
+
+
+def test_a_server_whose_database_vanished_still_stops_promptly(pg_url: str, server_factory) -> None:  # type: ignore[no-untyped-def]
+    """SIGTERM must end the process even while procrastinate and the change feed retry a lost database."""
+    srv = server_factory(database_url=pg_url)
+    drop_pg_database(pg_url)
+    started = time.monotonic()
+    srv.stop()  # SIGTERM, then SIGKILL after 10 s
+    assert time.monotonic() - started < 8

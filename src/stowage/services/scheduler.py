@@ -25,6 +25,7 @@ log = logging.getLogger("stowage.scheduler")
 QUEUE = "revalidation"
 # A claimed location is not handed out again for this long, even if its job is lost.
 CLAIM_LEASE_SECONDS = 600
+STOP_TIMEOUT_SECONDS = 3.0
 
 
 class RevalidationScheduler:
@@ -82,8 +83,16 @@ class RevalidationScheduler:
             )
         )
 
-    async def stop(self) -> None:
-        """Stop the worker and close the job store."""
+    async def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
+        """Stop the worker and close the job store, giving up after ``timeout`` seconds."""
+        # Bounded: with the database gone, procrastinate keeps retrying its connections and a shutdown that
+        # waits for it never ends (the process would then only die to SIGKILL).
+        try:
+            await asyncio.wait_for(self._stop(), timeout)
+        except TimeoutError:
+            log.warning("the re-validation worker did not stop within %s s; leaving it behind", timeout)
+
+    async def _stop(self) -> None:
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
