@@ -21,6 +21,7 @@ from stowage.services.clusters import ClusterService
 from stowage.services.locations import LocationService
 from stowage.services.tenancy import TenancyService
 from stowage.services.vending import VendingService
+from stowage.store.changes import LOCATION_TOPIC
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 from stowage.store.tables import CredentialIssuance, Tenant
@@ -243,7 +244,7 @@ def test_editing_or_deleting_a_location_reaches_the_vending_cache_at_once(world:
     clusters: ClusterService = world["clusters"]
     vending: VendingService = world["vending"]
     locations: LocationService = world["locations"]
-    locations.on_change(vending.forget_location)  # as the runtime wires it
+    world["db"].changes.subscribe(LOCATION_TOPIC, vending.forget_location)  # as the runtime wires it
     token, _ = clusters.register(world["admin"], "default", name="watching")
     agent = clusters.authenticate(token)
     location_id = world["location"].id
@@ -257,6 +258,21 @@ def test_editing_or_deleting_a_location_reaches_the_vending_cache_at_once(world:
     assert vending.cached_credentials(agent, location_id) is None
     with pytest.raises(errors.NotFound):
         vending.credentials(agent, location_id)
+
+
+def test_rotating_the_external_id_drops_every_vended_credential_at_once(world: dict[str, Any]) -> None:
+    clusters: ClusterService = world["clusters"]
+    vending: VendingService = world["vending"]
+    world["db"].changes.subscribe(LOCATION_TOPIC, vending.forget_location)  # as the runtime wires it
+    token, _ = clusters.register(world["admin"], "default", name="rotating")
+    agent = clusters.authenticate(token)
+    location_id = world["location"].id
+    vending.credentials(agent, location_id)
+    assert vending.cached_credentials(agent, location_id) is not None
+    TenancyService(world["db"]).rotate_external_id(world["admin"], "default")
+    assert vending.cached_credentials(agent, location_id) is None
+    vending.credentials(agent, location_id)
+    assert world["broker"].calls[-1]["external_id"] != world["broker"].calls[0]["external_id"]
 
 
 def test_due_credentials_are_served_while_one_background_refresh_runs(world: dict[str, Any]) -> None:

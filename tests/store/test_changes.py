@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from stowage.store.changes import ChangeFeed
 from stowage.store.database import Database
 
@@ -50,8 +52,27 @@ def test_postgres_feed_connects_and_stops(pg_url: str) -> None:
     with db.session() as session:
         db.changes.publish(session, "location", "loc-2")
     deadline = time.monotonic() + 10
-    while len(heard) < 2 and time.monotonic() < deadline:
+    # Each committed change is heard twice here: right after the commit, and back from PostgreSQL.
+    while heard.count("loc-2") < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
     db.dispose()
-    # Notices arrive in commit order: a rolled-back change would show up between the two.
-    assert heard == ["loc-1", "loc-2"]
+    assert heard.count("loc-1") == 2 and heard.count("loc-2") == 2
+    assert "rolled-back" not in heard  # a rolled-back change is never announced, locally or to others
+
+
+def test_a_change_is_announced_locally_only_when_it_commits(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'stowage.db'}")
+    db.migrate()
+    heard: list[str | None] = []
+    db.changes.subscribe("location", heard.append)
+    with db.session() as session:
+        db.changes.publish(session, "location", "kept")
+        assert heard == []  # not before the commit
+    with pytest.raises(RuntimeError), db.session() as session:
+        db.changes.publish(session, "location", "failed")
+        raise RuntimeError("the change fails")
+    with db.session() as session:
+        db.changes.publish(session, "location", "undone")
+        session.rollback()
+    db.dispose()
+    assert heard == ["kept"]

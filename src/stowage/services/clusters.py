@@ -27,12 +27,11 @@ from stowage.domain.clusters import (
 )
 from stowage.domain.naming import account_id_problem
 from stowage.services.tenancy import hash_token, load_project, require
+from stowage.store.changes import TOKEN_TOPIC
 from stowage.store.database import Database
 from stowage.store.tables import Cluster, Project, utcnow
 
 DEFAULT_HEARTBEAT_SECONDS = 30
-# Change-feed topic: an agent token (by digest) was revoked, rotated away or deleted.
-TOKEN_TOPIC = "agent-token"
 REGION_MAX_LENGTH = 64
 VERSION_MAX_LENGTH = 64
 

@@ -26,6 +26,7 @@ from stowage.domain.locations import (
 )
 from stowage.domain.naming import kms_key_arn_problem, location_name_problem, prefix_problem
 from stowage.services.tenancy import load_project, require
+from stowage.store.changes import LOCATION_TOPIC
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 from stowage.store.tables import Location, Project, ValidationRecord, utcnow
@@ -33,8 +34,6 @@ from stowage.store.tables import Location, Project, ValidationRecord, utcnow
 HISTORY_KEPT = 20
 MAX_PAGE = 500
 # Changing any of these changes what the credentials must reach, so the location must pass validation again.
-# Change-feed topic: a location was edited or deleted (caches elsewhere must reload it).
-LOCATION_TOPIC = "location"
 REVALIDATING_FIELDS = frozenset(
     {
         "provider",
@@ -121,15 +120,6 @@ class LocationService:
         self._interval = default_interval_minutes
         self._clock = clock
         self._rng = rng or random.Random()
-        self._change_listeners: list[Callable[[str], None]] = []
-
-    def on_change(self, listener: Callable[[str], None]) -> None:
-        """Call ``listener(location_id)`` after a location is edited or deleted (e.g. to drop cached credentials)."""
-        self._change_listeners.append(listener)
-
-    def _changed(self, location_id: str) -> None:
-        for listener in self._change_listeners:
-            listener(location_id)
 
     # -- reading -----------------------------------------------------------------------------------
     def list_page(
@@ -303,7 +293,6 @@ class LocationService:
                 self._db.changes.publish(session, LOCATION_TOPIC, row.id)
         except IntegrityError as exc:
             raise errors.Conflict(f"A location named '{new_spec.name}' already exists in this project.") from exc
-        self._changed(saved.id)
         return saved
 
     def delete(self, principal: Principal, project_ref: str, location_id: str) -> None:
@@ -315,7 +304,6 @@ class LocationService:
             session.execute(delete(ValidationRecord).where(ValidationRecord.location_id == row.id))
             session.delete(row)
             self._db.changes.publish(session, LOCATION_TOPIC, deleted_id)
-        self._changed(deleted_id)
 
     def set_default(self, principal: Principal, project_ref: str, location_id: str) -> SavedLocation:
         """Make a location the project's default (exactly one at most)."""

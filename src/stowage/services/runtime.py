@@ -8,14 +8,15 @@ from dataclasses import dataclass, field
 from stowage.aws.broker import CredentialBroker
 from stowage.aws.identity import IdentityResolver
 from stowage.config import Settings
-from stowage.services.clusters import TOKEN_TOPIC, ClusterService
-from stowage.services.locations import LOCATION_TOPIC, LocationService
+from stowage.services.clusters import ClusterService
+from stowage.services.locations import LocationService
 from stowage.services.policies import PolicyService
 from stowage.services.scheduler import RevalidationScheduler
 from stowage.services.tenancy import TenancyService
 from stowage.services.users import UserService
 from stowage.services.validation import LocationValidator
 from stowage.services.vending import VendingService
+from stowage.store.changes import LOCATION_TOPIC, TOKEN_TOPIC
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 
@@ -85,9 +86,8 @@ class Runtime:
             identity=identity,
             refresh_seconds=settings.effective_refresh_seconds,
         )
-        # An edited or deleted location, or a revoked token, must not keep being served from a cache: this
-        # process hears of it directly, the other processes on the same PostgreSQL through the change feed.
-        locations.on_change(vending.forget_location)
+        # An edited or deleted location, or a revoked token, must not keep being served from a cache: the
+        # change feed tells this process after the commit, and the other processes on the same PostgreSQL.
         db.changes.subscribe(LOCATION_TOPIC, vending.forget_location)
         db.changes.subscribe(TOKEN_TOPIC, clusters.forget_token)
         db.changes.start()

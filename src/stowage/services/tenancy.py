@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from stowage import errors
 from stowage.domain.access import Permission, Principal, Role, allows
 from stowage.domain.naming import project_name_problem
+from stowage.store.changes import LOCATION_TOPIC
 from stowage.store.database import Database
 from stowage.store.tables import ApiToken, Project, Tenant, utcnow
 
@@ -252,6 +253,8 @@ class TenancyService:
             row = load_project(session, principal, ref)
             row.external_id = new_external_id()
             row.external_id_rotated_at = utcnow()
+            # Credentials vended under the old ID must go; which locations are affected is not worth a query.
+            self._db.changes.publish(session, LOCATION_TOPIC, "")
             return _project_view(row)
 
 

@@ -1,13 +1,14 @@
-"""Change notices between server processes that share one PostgreSQL database (LISTEN/NOTIFY).
+"""Change notices to every cache that must forget: in this process, and in the others on one PostgreSQL database.
 
-Every process keeps short-lived caches (agent tokens, locations, vended credentials). A process that revokes
-a token or edits a location drops its own cache entry directly; this feed tells the *other* processes, so
-that a revoked agent token is refused everywhere within moments instead of when each cache entry expires.
+Every process keeps short-lived caches (agent tokens, locations, vended credentials). A change published here
+reaches this process's subscribers right after the writing transaction commits, and the other processes
+through ``LISTEN/NOTIFY``, so that a revoked agent token is refused everywhere within moments instead of when
+each cache entry expires.
 
 A notice is sent inside the writer's transaction, so PostgreSQL delivers it exactly when the change commits
-(never for a rolled-back change). After the listening connection is lost and regained, notices may have been
-missed, so every subscriber is told to drop everything (``key`` is ``None``). SQLite has no such channel; a
-single process needs none.
+(never for a rolled-back change); this process also hears its own notice back, which is harmless. After the
+listening connection is lost and regained, notices may have been missed, so every subscriber is told to drop
+everything (``key`` is ``None``). SQLite has no channel between processes: one process per SQLite file.
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ import threading
 from collections.abc import Callable
 
 import psycopg
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 log = logging.getLogger("stowage.changes")
 CHANNEL = "stowage_changes"
+# Topics: a location was edited or deleted (key: its id; "" for all, e.g. after an External ID rotation), and
+# an agent token was revoked, rotated away or deleted (key: its SHA-256 digest).
+LOCATION_TOPIC = "location"
+TOKEN_TOPIC = "agent-token"
 # pg_notify payloads must stay under 8000 bytes; ids and digests are far shorter.
 MAX_KEY_LENGTH = 512
 
@@ -49,11 +54,20 @@ class ChangeFeed:
         self._listeners.setdefault(topic, []).append(listener)
 
     def publish(self, session: Session, topic: str, key: str) -> None:
-        """Announce a change of ``key`` to the other processes when ``session`` commits."""
-        if self._url is None:
-            return
+        """Announce a change of ``key`` (``""``: everything of the topic) once ``session`` commits."""
         payload = f"{topic}:{key[:MAX_KEY_LENGTH]}"
-        session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
+        rolled_back = threading.Event()
+        session.connection()  # begin the transaction now, so that rolling it back is an event we can see
+
+        def on_commit(_: Session) -> None:
+            # A session that rolled this change back and then committed something else must not announce it.
+            if not rolled_back.is_set():
+                self.dispatch(payload)
+
+        event.listen(session, "after_commit", on_commit, once=True)
+        event.listen(session, "after_soft_rollback", lambda _s, _t: rolled_back.set(), once=True)
+        if self._url is not None:
+            session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
 
     def start(self) -> None:
         """Start listening in a background thread (PostgreSQL only; idempotent)."""
