@@ -28,14 +28,10 @@ from stowage.api.schemas import (
 from stowage.domain.checks import ValidationReport
 from stowage.domain.locations import AgentAccess
 from stowage.services.policies import PolicyRequest
-from stowage.services.tenancy import ProjectView, TokenView
+from stowage.services.tenancy import ROTATION_WARNING, ProjectView, TokenView
 
 ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-ROTATION_WARNING = (
-    "The External ID changed. Every IAM role that trusts the old External ID now refuses Stowage: update the "
-    "sts:ExternalId condition of their trust policies, then re-validate the locations."
-)
 
 
 def _project(view: ProjectView) -> ProjectOut:

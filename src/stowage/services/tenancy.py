@@ -88,6 +88,13 @@ def _token_view(row: ApiToken) -> TokenView:
     )
 
 
+# What every adapter tells the person who rotated an External ID.
+ROTATION_WARNING = (
+    "The External ID changed. Every IAM role that trusts the old External ID now refuses Stowage: update the "
+    "sts:ExternalId condition of their trust policies, then re-validate the locations."
+)
+
+
 class TenancyService:
     """Use cases around tenants, projects and tokens."""
 

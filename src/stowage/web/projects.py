@@ -14,7 +14,7 @@ from stowage.domain.naming import project_name_problem
 from stowage.services.locations import SavedLocation
 from stowage.services.policies import StsInfo
 from stowage.services.runtime import Runtime
-from stowage.services.tenancy import ProjectView
+from stowage.services.tenancy import ROTATION_WARNING, ProjectView
 from stowage.web.common import (
     Visitor,
     WebRoute,
@@ -31,11 +31,6 @@ from stowage.web.common import (
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
-# The API answers a rotation with the same words (api/routes.py); adapters share no code, so they are repeated.
-ROTATION_WARNING = (
-    "The External ID changed. Every IAM role that trusts the old External ID now refuses Stowage: update the "
-    "sts:ExternalId condition of their trust policies, then re-validate the locations."
-)
 # Keeps a silly paste from being echoed back in full; the domain rule says what is actually allowed.
 NAME_MAX_LENGTH = 200
 
