@@ -19,7 +19,6 @@ from stowage.domain.naming import account_id_problem
 from stowage.domain.policies import render as render_policy
 from stowage.services.clusters import ClusterView
 from stowage.services.locations import SavedLocation
-from stowage.services.runtime import Runtime
 from stowage.web.common import (
     Visitor,
     WebRoute,
@@ -31,9 +30,9 @@ from stowage.web.common import (
     read_form,
     redirect,
     render,
+    runtime_of,
     text,
     visitor,
-    web_state,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -69,10 +68,6 @@ ACTIONS: dict[str, dict[str, str]] = {
 }
 
 
-def _runtime(request: Request) -> Runtime:
-    return web_state(request).runtime
-
-
 def status_key(view: ClusterView) -> str:
     """The status a person reads: connected, disconnected, or never connected (no heartbeat yet)."""
     if view.last_heartbeat_at is None:
@@ -103,7 +98,7 @@ async def _list_page(
     error: str = "",
 ) -> Response:
     frame = await project_frame(request, who, project)
-    views = await run_in_threadpool(_runtime(request).clusters.list, who.principal, project)
+    views = await run_in_threadpool(runtime_of(request).clusters.list, who.principal, project)
     return render(
         request,
         "clusters.html",
@@ -147,7 +142,7 @@ async def register(request: Request, project: str) -> Response:
         return await _list_page(request, who, project, status=422, values=values, problems=problems)
     try:
         token, view = await run_in_threadpool(
-            lambda: _runtime(request).clusters.register(
+            lambda: runtime_of(request).clusters.register(
                 who.principal,
                 project,
                 name=values["name"],
@@ -203,7 +198,7 @@ async def _direct_trust(request: Request, who: Visitor, project: str, view: Clus
     entries: list[DirectTrust] = []
     reason = ""
     if direct and view.cloud_account_id:
-        vending = _runtime(request).vending
+        vending = runtime_of(request).vending
         for loc in direct:
             try:
                 answer = await run_in_threadpool(vending.trust_policy, who.principal, project, view.id, loc.id)
@@ -221,7 +216,7 @@ async def cluster_page(request: Request, project: str, cluster_id: str) -> Respo
     """One cluster: its agent's status, its token's state (never the token), trust for direct access, actions."""
     who = await visitor(request)
     frame = await project_frame(request, who, project)
-    view = await run_in_threadpool(_runtime(request).clusters.get, who.principal, project, cluster_id)
+    view = await run_in_threadpool(runtime_of(request).clusters.get, who.principal, project, cluster_id)
     return render(
         request,
         "cluster.html",
@@ -242,7 +237,7 @@ async def confirm_page(request: Request, project: str, cluster_id: str, action: 
         raise errors.NotFound("There is no such page. Use the menu to find your way.")
     _require_manage(who, "change them")
     frame = await project_frame(request, who, project)
-    view = await run_in_threadpool(_runtime(request).clusters.get, who.principal, project, cluster_id)
+    view = await run_in_threadpool(runtime_of(request).clusters.get, who.principal, project, cluster_id)
     wording = {key: value.format(name=view.name) for key, value in ACTIONS[action].items()}
     return render(request, "cluster_confirm.html", who=who, **frame, cluster=view, action=action, wording=wording)
 
@@ -253,7 +248,7 @@ async def rotate_token(request: Request, project: str, cluster_id: str) -> Respo
     who = await visitor(request)
     await read_form(request)
     _require_manage(who, "rotate their tokens")
-    token, view = await run_in_threadpool(_runtime(request).clusters.rotate_token, who.principal, project, cluster_id)
+    token, view = await run_in_threadpool(runtime_of(request).clusters.rotate_token, who.principal, project, cluster_id)
     return await _token_page(request, who, project, view, token, registered=False)
 
 
@@ -263,7 +258,7 @@ async def revoke_token(request: Request, project: str, cluster_id: str) -> Respo
     who = await visitor(request)
     await read_form(request)
     _require_manage(who, "revoke their tokens")
-    view = await run_in_threadpool(_runtime(request).clusters.revoke_token, who.principal, project, cluster_id)
+    view = await run_in_threadpool(runtime_of(request).clusters.revoke_token, who.principal, project, cluster_id)
     return redirect(clusters_url(view.project, view.id) + "?notice=token-revoked")
 
 
@@ -273,7 +268,7 @@ async def delete(request: Request, project: str, cluster_id: str) -> Response:
     who = await visitor(request)
     await read_form(request)
     _require_manage(who, "delete them")
-    await run_in_threadpool(_runtime(request).clusters.delete, who.principal, project, cluster_id)
+    await run_in_threadpool(runtime_of(request).clusters.delete, who.principal, project, cluster_id)
     return redirect(clusters_url(project) + "?notice=cluster-deleted")
 
 
@@ -286,7 +281,7 @@ async def issuances_page(request: Request, project: str) -> Response:
     location_id = request.query_params.get("location", "")[:64]
     cluster_id = request.query_params.get("cluster", "")[:64]
     offset = page_number(request)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     # One more than a page tells whether there is a next page without counting the whole log.
     rows = await run_in_threadpool(
         lambda: runtime.vending.issuances(
@@ -327,7 +322,7 @@ async def _filter_label(
 ) -> str:
     """What the log is narrowed to, by name (the audit keeps names after a location or cluster is deleted)."""
     parts: list[str] = []
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     if location_id:
         name = next((i.location_name for i in items if i.location_id == location_id), "")
         if not name:

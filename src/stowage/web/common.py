@@ -23,6 +23,7 @@ from stowage import errors
 from stowage.domain.access import Permission, Principal, allows
 from stowage.services.locations import MAX_PAGE as LOCATIONS_MAX_PAGE
 from stowage.services.locations import SavedLocation
+from stowage.services.policies import StsInfo
 from stowage.services.runtime import Runtime
 from stowage.services.users import UserView
 from stowage.web import csrf
@@ -119,6 +120,19 @@ def web_state(request: Request) -> WebState:
     return state
 
 
+def runtime_of(request: Request) -> Runtime:
+    """The services of the app serving this request."""
+    return web_state(request).runtime
+
+
+async def sts_panel(request: Request, who: Visitor, project: str) -> tuple[StsInfo | None, str]:
+    """The project's STS panel, or ``None`` and the reason the control plane has no AWS identity."""
+    try:
+        return await run_in_threadpool(runtime_of(request).policies.sts_info, who.principal, project), ""
+    except errors.StsUnavailable as exc:
+        return None, exc.message
+
+
 def install_state(app: FastAPI) -> None:
     """Build the web state from the app's runtime."""
     app.state.web = WebState(app.state.runtime)
@@ -186,7 +200,7 @@ def page_number(request: Request, name: str = "offset") -> int:
 
 async def project_frame(request: Request, who: Visitor, project_ref: str) -> dict[str, Any]:
     """What every project page shows: the project itself and the switcher's list."""
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     project = await run_in_threadpool(runtime.tenancy.project, who.principal, project_ref)
     projects = await run_in_threadpool(runtime.tenancy.list_projects, who.principal)
     return {"project": project, "projects": projects}
@@ -194,7 +208,7 @@ async def project_frame(request: Request, who: Visitor, project_ref: str) -> dic
 
 async def project_locations(request: Request, who: Visitor, project_ref: str) -> list[SavedLocation]:
     """Every location of a project, by name (read a page at a time, as the service hands them out)."""
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     found: list[SavedLocation] = []
     while True:
         page = await run_in_threadpool(
@@ -242,7 +256,7 @@ async def visitor(request: Request) -> Visitor:
     session = current_session(request)
     if session is None or session.user_id is None:
         raise LoginRequired()
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     try:
         user = await run_in_threadpool(runtime.users.session_user, session.user_id, session.stamp)
     except errors.Unauthenticated as exc:

@@ -12,8 +12,6 @@ from stowage.domain.access import Permission
 from stowage.domain.locations import StsCredentials
 from stowage.domain.naming import project_name_problem
 from stowage.services.locations import SavedLocation
-from stowage.services.policies import StsInfo
-from stowage.services.runtime import Runtime
 from stowage.services.tenancy import ROTATION_WARNING, ProjectView
 from stowage.web.common import (
     Visitor,
@@ -25,18 +23,15 @@ from stowage.web.common import (
     read_form,
     redirect,
     render,
+    runtime_of,
+    sts_panel,
     text,
     visitor,
-    web_state,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
 # Keeps a silly paste from being echoed back in full; the domain rule says what is actually allowed.
 NAME_MAX_LENGTH = 200
-
-
-def _runtime(request: Request) -> Runtime:
-    return web_state(request).runtime
 
 
 def _require_rotate(who: Visitor) -> None:
@@ -58,12 +53,7 @@ async def general_page(request: Request, project: str) -> Response:
     """The project's name, Stowage's AWS account ID (or why STS is unavailable) and the External ID."""
     who = await visitor(request)
     frame = await project_frame(request, who, project)
-    sts: StsInfo | None = None
-    sts_reason = ""
-    try:
-        sts = await run_in_threadpool(_runtime(request).policies.sts_info, who.principal, project)
-    except errors.StsUnavailable as exc:
-        sts_reason = exc.message
+    sts, sts_reason = await sts_panel(request, who, project)
     # Right after a rotation the page says what to do next, naming the locations whose roles must change.
     rotated = request.query_params.get("notice") == "external-id-rotated"
     affected = await _sts_locations(request, who, project) if rotated else []
@@ -97,7 +87,7 @@ async def rotate_external_id(request: Request, project: str) -> Response:
     who = await visitor(request)
     await read_form(request)
     _require_rotate(who)
-    view = await run_in_threadpool(_runtime(request).tenancy.rotate_external_id, who.principal, project)
+    view = await run_in_threadpool(runtime_of(request).tenancy.rotate_external_id, who.principal, project)
     # A redirect, so reloading the answer cannot rotate a second time.
     return redirect(general_url(view.name) + "?notice=external-id-rotated")
 
@@ -111,7 +101,7 @@ async def _projects_page(
     name: str = "",
     problem: str = "",
 ) -> Response:
-    projects = await run_in_threadpool(_runtime(request).tenancy.list_projects, who.principal)
+    projects = await run_in_threadpool(runtime_of(request).tenancy.list_projects, who.principal)
     return render(
         request,
         "projects.html",
@@ -144,7 +134,7 @@ async def create_project(request: Request) -> Response:
     if problem:
         return await _projects_page(request, who, status=422, name=name, problem=problem)
     try:
-        view: ProjectView = await run_in_threadpool(_runtime(request).tenancy.create_project, who.principal, name)
+        view: ProjectView = await run_in_threadpool(runtime_of(request).tenancy.create_project, who.principal, name)
     except errors.InvalidInput as exc:
         return await _projects_page(request, who, status=422, name=name, problem=exc.message)
     except errors.Conflict as exc:

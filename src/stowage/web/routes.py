@@ -19,8 +19,7 @@ from stowage.domain.locations import AgentAccess, Provider, StaticCredentials, S
 from stowage.domain.policies import render as render_policy
 from stowage.domain.regions import ALL_REGIONS, REGION_NAMES
 from stowage.services.locations import SavedLocation
-from stowage.services.policies import PolicyRequest, StsInfo
-from stowage.services.runtime import Runtime
+from stowage.services.policies import PolicyRequest
 from stowage.services.tenancy import DEFAULT_PROJECT
 from stowage.web import clusters, tokens, users
 from stowage.web import projects as project_pages
@@ -35,9 +34,10 @@ from stowage.web.common import (
     read_form,
     redirect,
     render,
+    runtime_of,
+    sts_panel,
     text,
     visitor,
-    web_state,
 )
 from stowage.web.forms import (
     cluster_trust_of,
@@ -81,16 +81,12 @@ def install(app: FastAPI) -> None:
     app.include_router(fallback)
 
 
-def _runtime(request: Request) -> Runtime:
-    return web_state(request).runtime
-
-
 # -- navigation ----------------------------------------------------------------------------------------
 @router.get("/")
 async def home(request: Request) -> Response:
     """The first project's Backup Locations (the default project when there is one)."""
     who = await visitor(request)
-    projects = await run_in_threadpool(_runtime(request).tenancy.list_projects, who.principal)
+    projects = await run_in_threadpool(runtime_of(request).tenancy.list_projects, who.principal)
     if not projects:
         if who.can(Permission.MANAGE_PROJECTS):
             return redirect("/settings/projects")
@@ -139,7 +135,7 @@ async def list_page(request: Request, project: str) -> Response:
     who = await visitor(request)
     search = request.query_params.get("search", "")[:200]
     offset = page_number(request)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     page = await run_in_threadpool(
         lambda: runtime.locations.list_page(
             who.principal, project, search=search or None, limit=PAGE_SIZE, offset=offset
@@ -175,12 +171,7 @@ async def wizard_page(request: Request, project: str) -> Response:
     if not who.can(Permission.MANAGE_LOCATIONS):
         raise errors.Forbidden(f"Your role '{who.user.role}' can look at backup locations but not add them.")
     frame = await project_frame(request, who, project)
-    sts: StsInfo | None = None
-    sts_reason = ""
-    try:
-        sts = await run_in_threadpool(_runtime(request).policies.sts_info, who.principal, project)
-    except errors.StsUnavailable as exc:
-        sts_reason = exc.message
+    sts, sts_reason = await sts_panel(request, who, project)
     return render(
         request,
         "wizard.html",
@@ -199,7 +190,7 @@ async def wizard_page(request: Request, project: str) -> Response:
 
 async def _cluster_accounts(request: Request, who: Visitor, project: str) -> list[tuple[str, str]]:
     """(account ID, cluster names) of the project's registered clusters, to suggest as account A."""
-    views = await run_in_threadpool(_runtime(request).clusters.list, who.principal, project)
+    views = await run_in_threadpool(runtime_of(request).clusters.list, who.principal, project)
     accounts: dict[str, list[str]] = {}
     for view in views:
         if view.cloud_account_id:
@@ -212,7 +203,7 @@ async def check_fields(request: Request, project: str) -> Response:
     """Inline errors as the user types: the same naming rules as the API, no network."""
     who = await visitor(request)
     form = await read_form(request)
-    await run_in_threadpool(_runtime(request).tenancy.project, who.principal, project)
+    await run_in_threadpool(runtime_of(request).tenancy.project, who.principal, project)
     problems = field_problems(form)
     return JSONResponse({"problems": {k: {"level": p.level, "message": p.message} for k, p in problems.items()}})
 
@@ -236,7 +227,7 @@ async def policies(request: Request, project: str) -> Response:
         volume_snapshots=query.get("volume_snapshots", "on").lower() in {"on", "true", "1"},
         agent_access=access,
     )
-    documents = await run_in_threadpool(_runtime(request).policies.policies, who.principal, project, policy_request)
+    documents = await run_in_threadpool(runtime_of(request).policies.policies, who.principal, project, policy_request)
     return JSONResponse({name: render_policy(doc) for name, doc in documents.items() if isinstance(doc, dict)})
 
 
@@ -255,7 +246,7 @@ async def validate(request: Request, project: str) -> Response:
     who = await visitor(request)
     form = await read_form(request)
     spec = spec_from_form(form)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     report: ValidationReport = await run_in_threadpool(runtime.locations.validate, who.principal, project, spec)
     key = session_key(runtime.settings)
     token = seal(key, who.session.sid, spec) if report.ok else None
@@ -268,7 +259,7 @@ async def create(request: Request, project: str) -> Response:
     who = await visitor(request)
     form = await read_form(request)
     spec = spec_from_form(form)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     skip = text(form, "skip_validation") == "on"
     if skip and not who.can(Permission.SKIP_VALIDATION):
         raise errors.Forbidden("Only admins may save a location without live validation.")
@@ -295,7 +286,7 @@ async def create(request: Request, project: str) -> Response:
 async def _detail(
     request: Request, who: Visitor, project: str, location_id: str, *, status: int = 200, **extra: Any
 ) -> Response:
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     frame = await project_frame(request, who, project)
     saved = await run_in_threadpool(runtime.locations.get, who.principal, project, location_id)
     history = await run_in_threadpool(runtime.locations.history, who.principal, project, location_id)
@@ -329,7 +320,7 @@ async def revalidate(request: Request, project: str, location_id: str) -> Respon
     """Re-validate now and show the outcome."""
     who = await visitor(request)
     await read_form(request)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     _, report = await run_in_threadpool(runtime.locations.revalidate, who.principal, project, location_id)
     notice = "validated-ok" if report.ok else "validated-failed"
     return redirect(locations_url(project, location_id) + f"?notice={notice}")
@@ -340,7 +331,7 @@ async def make_default(request: Request, project: str, location_id: str) -> Resp
     """Make this the project's default location."""
     who = await visitor(request)
     await read_form(request)
-    await run_in_threadpool(_runtime(request).locations.set_default, who.principal, project, location_id)
+    await run_in_threadpool(runtime_of(request).locations.set_default, who.principal, project, location_id)
     return redirect(locations_url(project, location_id) + "?notice=default")
 
 
@@ -348,7 +339,7 @@ async def make_default(request: Request, project: str, location_id: str) -> Resp
 async def edit_page(request: Request, project: str, location_id: str) -> Response:
     """The edit form, filled with the current settings (never the secret)."""
     who = await visitor(request)
-    saved = await run_in_threadpool(_runtime(request).locations.get, who.principal, project, location_id)
+    saved = await run_in_threadpool(runtime_of(request).locations.get, who.principal, project, location_id)
     return await _edit(request, who, project, saved, values=_values_of(saved))
 
 
@@ -413,7 +404,7 @@ async def edit(request: Request, project: str, location_id: str) -> Response:
     """Save an edit; what changes access must pass validation again (the service enforces it)."""
     who = await visitor(request)
     form = await read_form(request)
-    runtime = _runtime(request)
+    runtime = runtime_of(request)
     saved = await run_in_threadpool(runtime.locations.get, who.principal, project, location_id)
     values: dict[str, Any] = {k: text(form, k) for k in _values_of(saved)}
     values["force_path_style"] = text(form, "force_path_style") == "on"
@@ -441,7 +432,7 @@ async def delete_page(request: Request, project: str, location_id: str) -> Respo
     if not who.can(Permission.MANAGE_LOCATIONS):
         raise errors.Forbidden(f"Your role '{who.user.role}' can look at backup locations but not delete them.")
     frame = await project_frame(request, who, project)
-    saved = await run_in_threadpool(_runtime(request).locations.get, who.principal, project, location_id)
+    saved = await run_in_threadpool(runtime_of(request).locations.get, who.principal, project, location_id)
     return render(request, "location_delete.html", who=who, **frame, loc=saved, locations_url=locations_url)
 
 
@@ -450,7 +441,7 @@ async def delete(request: Request, project: str, location_id: str) -> Response:
     """Delete the location (the bucket's contents stay)."""
     who = await visitor(request)
     await read_form(request)
-    await run_in_threadpool(_runtime(request).locations.delete, who.principal, project, location_id)
+    await run_in_threadpool(runtime_of(request).locations.delete, who.principal, project, location_id)
     return redirect(locations_url(project) + "?notice=deleted")
 
 

@@ -9,7 +9,6 @@ from starlette.responses import Response
 
 from stowage import errors
 from stowage.domain.access import Permission, Role
-from stowage.services.runtime import Runtime
 from stowage.services.tenancy import TokenView
 from stowage.web.common import (
     Visitor,
@@ -17,9 +16,9 @@ from stowage.web.common import (
     read_form,
     redirect,
     render,
+    runtime_of,
     text,
     visitor,
-    web_state,
 )
 from stowage.web.users import ROLE_HELP, projects_of
 
@@ -27,10 +26,6 @@ router = APIRouter(route_class=WebRoute, include_in_schema=False)
 TOKENS_URL = "/settings/tokens"
 # Keeps a silly paste from being echoed back in full; the service says what is actually allowed.
 NAME_MAX_LENGTH = 200
-
-
-def _runtime(request: Request) -> Runtime:
-    return web_state(request).runtime
 
 
 def _require_admin(who: Visitor, what: str) -> None:
@@ -46,7 +41,7 @@ async def _list_page(
     values: dict[str, str] | None = None,
     problems: dict[str, str] | None = None,
 ) -> Response:
-    tokens = await run_in_threadpool(_runtime(request).tenancy.list_tokens, who.principal)
+    tokens = await run_in_threadpool(runtime_of(request).tenancy.list_tokens, who.principal)
     return render(
         request,
         "tokens.html",
@@ -84,7 +79,7 @@ async def create_token(request: Request) -> Response:
         problems["role"] = "Choose a role: viewer, editor or admin."
     if problems or role is None:
         return await _list_page(request, who, status=422, values=values, problems=problems)
-    tenancy = _runtime(request).tenancy
+    tenancy = runtime_of(request).tenancy
     try:
         token, view = await run_in_threadpool(tenancy.create_token, who.principal, name=values["name"], role=role)
     except errors.InvalidInput as exc:
@@ -105,7 +100,7 @@ async def create_token(request: Request) -> Response:
 
 async def _token(request: Request, who: Visitor, token_id: str) -> TokenView:
     """One token of the visitor's tenant (another tenant's is not found, like an unknown one)."""
-    tokens = await run_in_threadpool(_runtime(request).tenancy.list_tokens, who.principal)
+    tokens = await run_in_threadpool(runtime_of(request).tenancy.list_tokens, who.principal)
     for view in tokens:
         if view.id == token_id:
             return view
@@ -127,5 +122,5 @@ async def revoke_token(request: Request, token_id: str) -> Response:
     who = await visitor(request)
     await read_form(request)
     _require_admin(who, "revoke API tokens")
-    await run_in_threadpool(_runtime(request).tenancy.revoke_token, who.principal, token_id)
+    await run_in_threadpool(runtime_of(request).tenancy.revoke_token, who.principal, token_id)
     return redirect(TOKENS_URL + "?notice=api-token-revoked")

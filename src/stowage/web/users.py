@@ -22,11 +22,11 @@ from stowage.web.common import (
     read_form,
     redirect,
     render,
+    runtime_of,
     safe_next,
     set_session,
     text,
     visitor,
-    web_state,
 )
 
 router = APIRouter(route_class=WebRoute, include_in_schema=False)
@@ -39,7 +39,7 @@ ROLE_HELP = {
 
 async def projects_of(request: Request, who: Visitor) -> list[Any]:
     """The visitor's projects, for the header's project switcher."""
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     return await run_in_threadpool(runtime.tenancy.list_projects, who.principal)
 
 
@@ -66,7 +66,7 @@ async def login(request: Request) -> Response:
     email = text(form, "email")[:300]
     password = text(form, "password")
     target = safe_next(text(form, "next"))
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     client = request.client.host if request.client else "unknown"
     try:
         user = await run_in_threadpool(runtime.users.login, email, password, client=client)
@@ -102,7 +102,7 @@ async def change_password(request: Request) -> Response:
     """Change one's own password; the current session continues, the others end."""
     who = await visitor(request)
     form = await read_form(request)
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     new = text(form, "new_password")
     if new != text(form, "confirm_password"):
         error = "The two new passwords differ: type the same one twice."
@@ -131,7 +131,7 @@ async def change_password(request: Request) -> Response:
 async def _users_page(
     request: Request, who: Visitor, *, status: int = 200, error: str = "", email: str = ""
 ) -> Response:
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     users = await run_in_threadpool(runtime.users.list_users, who.principal)
     return render(
         request,
@@ -159,7 +159,7 @@ async def create_user(request: Request) -> Response:
     """Add a user (admins)."""
     who = await visitor(request)
     form = await read_form(request)
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     email = text(form, "email")[:300]
     try:
         role = Role(text(form, "role"))
@@ -179,7 +179,7 @@ async def delete_user(request: Request, user_id: str) -> Response:
     """Remove a user (admins)."""
     who = await visitor(request)
     await read_form(request)
-    runtime = web_state(request).runtime
+    runtime = runtime_of(request)
     try:
         await run_in_threadpool(lambda: runtime.users.delete_user(who.principal, user_id, acting_user_id=who.user.id))
     except errors.Conflict as exc:
