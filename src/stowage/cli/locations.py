@@ -135,29 +135,44 @@ class SpecArgs:
         return spec
 
     def _credentials(self) -> dict[str, str]:
-        static = self.access_key_id is not None or self.secret_access_key is not None or self.secret_stdin
-        if self.role_arn and static:
-            raise UsageProblem("give --role-arn (STS) or --access-key-id with a secret (static keys), not both.")
-        if self.role_arn:
-            return {"type": "sts", "roleArn": self.role_arn}
-        if not static:
+        if not (self.role_arn or self.access_key_id or self.secret_access_key is not None or self.secret_stdin):
             raise UsageProblem(
                 "credentials are missing: give --role-arn ARN, or --access-key-id KEY with --secret-access-key-stdin."
             )
-        if not self.access_key_id:
-            raise UsageProblem("--access-key-id is required with a secret access key.")
-        if self.secret_access_key is not None and self.secret_stdin:
-            raise UsageProblem("give --secret-access-key or --secret-access-key-stdin, not both.")
-        secret = self.secret_access_key
-        if self.secret_stdin:
-            secret = sys.stdin.read().strip()
-        elif secret is None:
-            if not sys.stdin.isatty():
-                raise UsageProblem("--access-key-id needs --secret-access-key or --secret-access-key-stdin.")
-            secret = typer.prompt("Secret access key", hide_input=True, err=True)
-        if not secret:
-            raise UsageProblem("the secret access key is empty.")
-        return {"type": "static", "accessKeyId": self.access_key_id, "secretAccessKey": secret}
+        return credentials_body(
+            self.role_arn, self.access_key_id, self.secret_access_key, self.secret_stdin, keep_stored_secret=False
+        )
+
+
+def credentials_body(
+    role_arn: str | None,
+    access_key_id: str | None,
+    secret: str | None,
+    secret_stdin: bool,
+    *,
+    keep_stored_secret: bool,
+) -> dict[str, str]:
+    """The API's credentials object from the command line's options (an edit may keep the stored secret)."""
+    if role_arn and (access_key_id or secret is not None or secret_stdin):
+        raise UsageProblem("give --role-arn (STS) or --access-key-id with a secret (static keys), not both.")
+    if role_arn:
+        return {"type": "sts", "roleArn": role_arn}
+    if not access_key_id:
+        raise UsageProblem("--access-key-id is required with a secret access key.")
+    if secret is not None and secret_stdin:
+        raise UsageProblem("give --secret-access-key or --secret-access-key-stdin, not both.")
+    if secret_stdin:
+        secret = sys.stdin.read().strip()
+    elif secret is None and keep_stored_secret:
+        # Secrets are write-only: an edit that names only the key id keeps the stored secret ("" says so).
+        return {"type": "static", "accessKeyId": access_key_id, "secretAccessKey": ""}
+    elif secret is None:
+        if not sys.stdin.isatty():
+            raise UsageProblem("--access-key-id needs --secret-access-key or --secret-access-key-stdin.")
+        secret = typer.prompt("Secret access key", hide_input=True, err=True)
+    if not secret:
+        raise UsageProblem("the secret access key is empty.")
+    return {"type": "static", "accessKeyId": access_key_id, "secretAccessKey": secret}
 
 
 def _read_pem(path: Path) -> str:
@@ -406,8 +421,8 @@ def edit_location(
     if revalidate_every is not None:
         changes["revalidateIntervalMinutes"] = revalidate_every or None
     if role_arn or access_key_id or secret_access_key is not None or secret_access_key_stdin:
-        changes["credentials"] = _edited_credentials(
-            role_arn, access_key_id, secret_access_key, secret_access_key_stdin
+        changes["credentials"] = credentials_body(
+            role_arn, access_key_id, secret_access_key, secret_access_key_stdin, keep_stored_secret=True
         )
     if not changes:
         raise UsageProblem("nothing to change: give at least one option (see --help).")
@@ -420,23 +435,6 @@ def edit_location(
         echo_json(saved)
         return
     typer.echo(f"Updated location {saved['name']} ({saved['id']}): {saved['status']}.")
-
-
-def _edited_credentials(
-    role_arn: str | None, access_key_id: str | None, secret: str | None, secret_stdin: bool
-) -> dict[str, str]:
-    if role_arn and (access_key_id or secret is not None or secret_stdin):
-        raise UsageProblem("give --role-arn (STS) or --access-key-id with a secret (static keys), not both.")
-    if role_arn:
-        return {"type": "sts", "roleArn": role_arn}
-    if not access_key_id:
-        raise UsageProblem("--access-key-id is required with a secret access key.")
-    if secret is not None and secret_stdin:
-        raise UsageProblem("give --secret-access-key or --secret-access-key-stdin, not both.")
-    if secret_stdin:
-        secret = sys.stdin.read().strip()
-    # No secret given: the stored one is kept (secrets are write-only, so an edit need not repeat it).
-    return {"type": "static", "accessKeyId": access_key_id, "secretAccessKey": secret or ""}
 
 
 @app.command("validate")
