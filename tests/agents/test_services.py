@@ -21,7 +21,6 @@ from stowage.services.clusters import ClusterService
 from stowage.services.locations import LocationService
 from stowage.services.tenancy import TenancyService
 from stowage.services.vending import VendingService
-from stowage.store.changes import LOCATION_TOPIC
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 from stowage.store.tables import CredentialIssuance, Tenant
@@ -244,7 +243,6 @@ def test_editing_or_deleting_a_location_reaches_the_vending_cache_at_once(world:
     clusters: ClusterService = world["clusters"]
     vending: VendingService = world["vending"]
     locations: LocationService = world["locations"]
-    world["db"].changes.subscribe(LOCATION_TOPIC, vending.forget_location)  # as the runtime wires it
     token, _ = clusters.register(world["admin"], "default", name="watching")
     agent = clusters.authenticate(token)
     location_id = world["location"].id
@@ -263,7 +261,6 @@ def test_editing_or_deleting_a_location_reaches_the_vending_cache_at_once(world:
 def test_rotating_the_external_id_drops_every_vended_credential_at_once(world: dict[str, Any]) -> None:
     clusters: ClusterService = world["clusters"]
     vending: VendingService = world["vending"]
-    world["db"].changes.subscribe(LOCATION_TOPIC, vending.forget_location)  # as the runtime wires it
     token, _ = clusters.register(world["admin"], "default", name="rotating")
     agent = clusters.authenticate(token)
     location_id = world["location"].id

@@ -111,6 +111,8 @@ class ClusterService:
         self._monotonic = monotonic
         self._auth_cache: dict[str, tuple[float, AgentPrincipal]] = {}
         self._auth_lock = threading.Lock()
+        # Revoked, rotated or deleted tokens leave the cache when the change commits, here and on other servers.
+        db.changes.subscribe(TOKEN_TOPIC, self.forget_token)
 
     def set_work_source(self, source: WorkSource) -> None:
         """Plug in what hands out work (jobs of later issues) to heartbeating agents."""
@@ -186,7 +188,6 @@ class ClusterService:
             digest = row.token_hash
             session.delete(row)
             self._db.changes.publish(session, TOKEN_TOPIC, digest)
-        self.forget_token(digest)
 
     def revoke_token(self, principal: Principal, project_ref: str, cluster_ref: str) -> ClusterView:
         """Revoke the cluster's agent token (idempotent); rotating issues a new one."""
@@ -198,7 +199,6 @@ class ClusterService:
             digest = row.token_hash
             view = self._view(row, project)
             self._db.changes.publish(session, TOKEN_TOPIC, digest)
-        self.forget_token(digest)
         return view
 
     def rotate_token(self, principal: Principal, project_ref: str, cluster_ref: str) -> tuple[str, ClusterView]:
@@ -214,7 +214,6 @@ class ClusterService:
             row.token_revoked_at = None
             view = self._view(row, project)
             self._db.changes.publish(session, TOKEN_TOPIC, old)
-        self.forget_token(old)
         return token, view
 
     # -- agents ------------------------------------------------------------------------------------

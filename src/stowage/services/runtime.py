@@ -16,7 +16,6 @@ from stowage.services.tenancy import TenancyService
 from stowage.services.users import UserService
 from stowage.services.validation import LocationValidator
 from stowage.services.vending import VendingService
-from stowage.store.changes import LOCATION_TOPIC, TOKEN_TOPIC
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 
@@ -86,10 +85,7 @@ class Runtime:
             identity=identity,
             refresh_seconds=settings.effective_refresh_seconds,
         )
-        # An edited or deleted location, or a revoked token, must not keep being served from a cache: the
-        # change feed tells this process after the commit, and the other processes on the same PostgreSQL.
-        db.changes.subscribe(LOCATION_TOPIC, vending.forget_location)
-        db.changes.subscribe(TOKEN_TOPIC, clusters.forget_token)
+        # The services subscribed their caches; from now on other servers' changes reach them too.
         db.changes.start()
         return cls(
             settings=settings,

@@ -39,6 +39,7 @@ from stowage.domain.locations import AgentAccess, LocationSpec, Provider, Static
 from stowage.domain.regions import partition_for_region
 from stowage.services.clusters import AgentPrincipal
 from stowage.services.tenancy import load_project, require
+from stowage.store.changes import LOCATION_TOPIC
 from stowage.store.database import Database
 from stowage.store.tables import Cluster, CredentialIssuance, Location, Project, utcnow
 
@@ -211,6 +212,8 @@ class VendingService:
         self._last_prune = 0.0
         self._refreshing: set[tuple[str, str]] = set()
         self._executor: ThreadPoolExecutor | None = None
+        # An edited or deleted location (or a rotated External ID) leaves the caches when the change commits.
+        db.changes.subscribe(LOCATION_TOPIC, self.forget_location)
 
     # -- vending -------------------------------------------------------------------------------------
     def cached_credentials(self, agent: AgentPrincipal, location_id: str) -> VendedCredentials | None:
