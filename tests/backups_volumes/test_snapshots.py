@@ -21,7 +21,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSResponse
+from botocore.awsrequest import AWSResponse, HTTPHeaders
 
 from stowage.agent.volumes import (
     SnapshotFailed,
@@ -411,7 +411,7 @@ def test_per_volume_rate_limit_is_waited_out(aws: AwsAccounts, agent_ec2: Any) -
             return None
         answered.append(1)
         error = {"Code": "SnapshotCreationPerVolumeRateExceeded", "Message": "The maximum per volume rate is exceeded."}
-        return AWSResponse("http://127.0.0.1/", 400, {}, None), {"Error": error, "ResponseMetadata": {}}
+        return AWSResponse("http://127.0.0.1/", 400, HTTPHeaders(), None), {"Error": error, "ResponseMetadata": {}}
 
     agent_ec2.meta.events.register("before-call.ec2.CreateSnapshot", rate_limited_once)
     slept: list[float] = []
