@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     scheduler_tick_seconds: int = 60
     # How often agents are told to heartbeat; a cluster silent for three intervals shows as disconnected.
     agent_heartbeat_seconds: int = Field(default=30, ge=1, le=3600)
+    # A running backup whose agent has not reported for this long is failed (the agent vanished).
+    backup_lease_seconds: int = Field(default=120, ge=5, le=3600)
+    # A backup its cluster's agent has not started within this long is failed (agent disconnected).
+    backup_start_timeout_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
+    # Upper bound of deleting one backup's objects and snapshots; past it the backup is Failed with the reason.
+    backup_delete_timeout_seconds: int = Field(default=600, ge=5, le=86400)
     log_level: str = "INFO"
 
     @field_validator("sts_duration_seconds")

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stowage import __version__, web
 from stowage.api import errors
 from stowage.api.agents import router as agents_router
+from stowage.api.backups import router as backups_router
 from stowage.api.errors import error_body
 from stowage.api.routes import router
 from stowage.config import Settings
@@ -75,6 +76,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     errors.install(app)
     app.include_router(router)
     app.include_router(agents_router)
+    app.include_router(backups_router)
     web.install(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -142,6 +142,9 @@ def test_each_cluster_is_confined_to_its_own_prefix(live_factory: Callable[..., 
     assert denied(lambda: second_s3.get_object(Bucket=live.bucket, Key=f"{own}/backups/b1/velero-backup.json"))
     # A longer id that starts like this cluster's is not this cluster's.
     assert denied(lambda: s3.list_objects_v2(Bucket=live.bucket, Prefix=f"{own}x/"))
+    # Agents cannot delete, not even their own backups: deletion and expiry are the control plane's.
+    assert denied(lambda: s3.delete_object(Bucket=live.bucket, Key=f"{own}/backups/b1/velero-backup.json"))
+    assert s3.get_object(Bucket=live.bucket, Key=f"{own}/backups/b1/velero-backup.json")["Body"].read() == b"{}"
 
     # Asking again is answered from the cache: same credentials, no new issuance in the audit.
     assert live.credentials(first["agentToken"]).json()["AccessKeyId"] == creds["AccessKeyId"]
@@ -285,7 +288,7 @@ def test_direct_mode_from_the_cluster_account(live_factory: Callable[..., Live],
     try:
         access = open_location(control, live.location["id"], base_session=cluster_identity)
         assert access.location["externalId"] == live.external_id
-        probe(access)  # write, read, delete in its own prefix
+        probe(access)  # write and read back in its own prefix
         s3 = access.s3()
         # The agent applies the same per-cluster session policy to its own session.
         assert denied(lambda: s3.put_object(Bucket=live.bucket, Key=f"{PREFIX}/clusters/other/x", Body=b"x"))

@@ -124,15 +124,21 @@ def _trust_advice(location: dict[str, Any], region: str, base_session: Any, exc:
 
 
 def probe(access: LocationAccess) -> str:
-    """Write, read and delete one small object in the cluster's own prefix; returns the key it used."""
+    """Write and read back one small object in the cluster's own prefix; returns the key it used.
+
+    Agents cannot delete (by design), so the check overwrites one fixed key instead of leaving a new object
+    each time. It lives under ``backups/`` because Velero refuses a prefix with anything else at its top, and
+    a plain object there is not a backup folder to Velero or to Stowage's sync.
+    """
     s3 = access.s3()
-    key = f"{access.cluster_prefix}/.stowage-agent-check-{secrets.token_hex(6)}"
+    key = f"{access.cluster_prefix}/backups/.stowage-agent-check"
+    body = f"stowage agent check {secrets.token_hex(6)}\n".encode()
     try:
-        s3.put_object(Bucket=access.bucket, Key=key, Body=b"stowage agent check\n")
-        try:
-            s3.get_object(Bucket=access.bucket, Key=key)["Body"].read()
-        finally:
-            s3.delete_object(Bucket=access.bucket, Key=key)
+        s3.put_object(Bucket=access.bucket, Key=key, Body=body)
+        if s3.get_object(Bucket=access.bucket, Key=key)["Body"].read() != body:
+            raise AccessProblem(f"s3://{access.bucket}/{key} did not read back what was written.")
+    except AccessProblem:
+        raise
     except Exception as exc:
         raise AccessProblem(f"Probing s3://{access.bucket}/{key} failed: {exc}") from exc
     return key

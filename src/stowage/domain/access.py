@@ -24,11 +24,15 @@ class Permission(enum.StrEnum):
     MANAGE_TOKENS = "manage_tokens"
     ROTATE_EXTERNAL_ID = "rotate_external_id"
     SKIP_VALIDATION = "skip_validation"
+    RUN_BACKUPS = "run_backups"
+    DELETE_BACKUPS = "delete_backups"
 
 
 _GRANTS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset({Permission.READ}),
-    Role.EDITOR: frozenset({Permission.READ, Permission.MANAGE_LOCATIONS, Permission.MANAGE_CLUSTERS}),
+    Role.EDITOR: frozenset(
+        {Permission.READ, Permission.MANAGE_LOCATIONS, Permission.MANAGE_CLUSTERS, Permission.RUN_BACKUPS}
+    ),
     Role.ADMIN: frozenset(Permission),
 }
 

@@ -14,11 +14,11 @@ from typing import Any
 from stowage.domain.locations import LocationSpec
 from stowage.domain.policies import (
     OBJECT_ACTIONS,
+    SPEC_EC2_ACTIONS,
     VERSION,
     Policy,
     Statement,
     bucket_arn,
-    ec2_statement,
     kms_statement,
 )
 
@@ -96,6 +96,13 @@ class WorkItem:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+# What agents may do: write and read backups, but never delete them. Deletion and expiry run with the
+# control plane's own session, so a compromised cluster cannot destroy its backups (or its snapshots).
+AGENT_DENIED_ACTIONS = frozenset({"s3:DeleteObject", "ec2:DeleteSnapshot"})
+AGENT_OBJECT_ACTIONS = [a for a in OBJECT_ACTIONS if a not in AGENT_DENIED_ACTIONS]
+AGENT_EC2_ACTIONS = [a for a in SPEC_EC2_ACTIONS if a not in AGENT_DENIED_ACTIONS]
+
+
 # -- the per-cluster area of a location -------------------------------------------------------------------
 def cluster_prefix(location_prefix: str | None, cluster_id: str) -> str:
     """The key prefix a cluster owns in a location: ``<prefix>/clusters/<cluster-id>`` (no slashes around)."""
@@ -108,7 +115,8 @@ def cluster_session_policy(spec: LocationSpec, cluster_id: str, *, partition: st
     """The STS session policy of one cluster's credentials: objects and listings only under its own prefix.
 
     A session policy can only narrow what the role's permission policy grants, so another cluster's
-    credentials (with another prefix) can neither read nor overwrite this cluster's objects.
+    credentials (with another prefix) can neither read nor overwrite this cluster's objects; and no agent
+    can delete objects or snapshots (``AGENT_DENIED_ACTIONS``).
     """
     root = cluster_prefix(spec.prefix, cluster_id)
     bucket = bucket_arn(spec.bucket, partition)
@@ -116,7 +124,7 @@ def cluster_session_policy(spec: LocationSpec, cluster_id: str, *, partition: st
         {
             "Sid": "ClusterObjects",
             "Effect": "Allow",
-            "Action": list(OBJECT_ACTIONS),
+            "Action": list(AGENT_OBJECT_ACTIONS),
             "Resource": [f"{bucket}/{root}/*"],
         },
         {
@@ -129,7 +137,7 @@ def cluster_session_policy(spec: LocationSpec, cluster_id: str, *, partition: st
         },
     ]
     if spec.ec2_checks_apply:
-        statements.append(ec2_statement())
+        statements.append({"Sid": "Snapshots", "Effect": "Allow", "Action": list(AGENT_EC2_ACTIONS), "Resource": "*"})
     if spec.kms_key_arn:
         statements.append(kms_statement(spec.kms_key_arn))
     return {"Version": VERSION, "Statement": statements}

@@ -5,10 +5,13 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+from stowage.aws.backup_storage import BackupStorage, LocationRef
 from stowage.aws.broker import CredentialBroker
 from stowage.aws.identity import IdentityResolver
 from stowage.config import Settings
-from stowage.services.clusters import ClusterService
+from stowage.domain.clusters import WorkItem
+from stowage.services.backups import WORK_KIND, BackupService
+from stowage.services.clusters import AgentPrincipal, ClusterService
 from stowage.services.locations import LocationService
 from stowage.services.policies import PolicyService
 from stowage.services.scheduler import RevalidationScheduler
@@ -37,6 +40,7 @@ class Runtime:
     users: UserService
     clusters: ClusterService
     vending: VendingService
+    backups: BackupService
     generated_admin_token: str | None = field(default=None)
 
     @classmethod
@@ -71,13 +75,28 @@ class Runtime:
             db=db, box=box, validator=validator, default_interval_minutes=settings.revalidate_interval_minutes
         )
         policies = PolicyService(tenancy=tenancy, identity=identity)
+        clusters = ClusterService(db=db, heartbeat_seconds=settings.agent_heartbeat_seconds)
+        backups = BackupService(
+            db=db,
+            locations=locations,
+            storage=BackupStorage(broker),
+            ref_factory=LocationRef,
+            lease_seconds=settings.backup_lease_seconds,
+            start_timeout_seconds=settings.backup_start_timeout_seconds,
+            delete_timeout_seconds=settings.backup_delete_timeout_seconds,
+        )
+
+        def work(agent: AgentPrincipal) -> list[WorkItem]:
+            return [WorkItem(id=i, kind=WORK_KIND, location_id=loc, params=p) for i, loc, p in backups.work_for(agent)]
+
+        clusters.set_work_source(work)
         scheduler = RevalidationScheduler(
             db=db,
             locations=locations,
+            backups=backups,
             concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
-        clusters = ClusterService(db=db, heartbeat_seconds=settings.agent_heartbeat_seconds)
         vending = VendingService(
             db=db,
             locations=locations,
@@ -101,10 +120,12 @@ class Runtime:
             users=users,
             clusters=clusters,
             vending=vending,
+            backups=backups,
             generated_admin_token=generated,
         )
 
     def close(self) -> None:
         """Release pooled connections."""
         self.vending.close()
+        self.backups.close()
         self.db.dispose()

@@ -18,6 +18,7 @@ from procrastinate import exceptions as procrastinate_errors
 from procrastinate.testing import InMemoryConnector
 from sqlalchemy import text
 
+from stowage.services.backups import BackupService
 from stowage.services.locations import LocationService
 from stowage.store.database import Database
 
@@ -32,10 +33,17 @@ class RevalidationScheduler:
     """Runs due re-validations with bounded concurrency inside the server process."""
 
     def __init__(
-        self, *, db: Database, locations: LocationService, concurrency: int = 4, tick_seconds: int = 60
+        self,
+        *,
+        db: Database,
+        locations: LocationService,
+        backups: BackupService | None = None,
+        concurrency: int = 4,
+        tick_seconds: int = 60,
     ) -> None:
         self._db = db
         self._locations = locations
+        self._backups = backups
         self._concurrency = concurrency
         self._worker: asyncio.Task[None] | None = None
         connector: Any = (
@@ -67,6 +75,19 @@ class RevalidationScheduler:
                     )
 
         self.revalidate_task = revalidate
+        backups = self._backups
+        if backups is None:
+            return
+
+        # Scheduled backups, lost jobs, expiry and deletions; on PostgreSQL deferred once per timestamp for all
+        # servers, and every transition inside is a compare and set, so a second run changes nothing.
+        @self.app.periodic(cron=cron, periodic_id="backups-tick")
+        @self.app.task(name="stowage.backups_tick", queue=QUEUE, pass_context=False)
+        async def backups_tick(timestamp: int) -> None:
+            try:
+                await asyncio.to_thread(backups.tick)
+            except Exception:
+                log.warning("the backups tick failed unexpectedly", exc_info=True)
 
     async def start(self) -> None:
         """Open the job store (creating procrastinate's schema on PostgreSQL) and start the worker."""

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -57,7 +58,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 class Base(DeclarativeBase):
     """Base of all tables."""
 
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON}  # noqa: RUF012
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012
 
 
 class Tenant(Base):
@@ -223,3 +224,81 @@ class LoginFailure(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     failed_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Backup(Base):
+    """A backup of one cluster into one location: the request, its phase and what the agent reported.
+
+    ``lease_expires_at`` is the job lease of the agent running it: a backup InProgress whose lease ran out
+    lost its agent and is failed by the control plane.
+    """
+
+    __tablename__ = "backups"
+    __table_args__ = (
+        # Also what makes a scheduled backup exactly-once across several servers: they compute the same name.
+        UniqueConstraint("cluster_id", "name", name="uq_backups_cluster_name"),
+        Index("ix_backups_cluster_created", "cluster_id", "created_at"),
+        Index("ix_backups_phase", "phase"),
+        Index("ix_backups_expires", "expires_at"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    # No foreign key: a backup outlives nothing, but its objects stay in the bucket if the location is removed.
+    location_id: Mapped[str] = mapped_column(String(36))
+    location_name: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(63))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    schedule_name: Mapped[str | None] = mapped_column(String(63), default=None)
+    origin: Mapped[str] = mapped_column(String(16), default="stowage")
+    storage_prefix: Mapped[str] = mapped_column(String(1024))
+    phase: Mapped[str] = mapped_column(String(16), default="New")
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    total_items: Mapped[int] = mapped_column(Integer, default=0)
+    items_backed_up: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    warnings: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    errors: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    snapshots: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_report_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    delete_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    expires_at: Mapped[datetime] = mapped_column()
+    deletion_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class BackupLogLine(Base):
+    """One line of a backup's live log, as the agent reported it (kept until the backup is deleted)."""
+
+    __tablename__ = "backup_log_lines"
+    __table_args__ = (Index("ix_backup_log_lines_backup_seq", "backup_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    backup_id: Mapped[str] = mapped_column(ForeignKey("backups.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column()
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class BackupSchedule(Base):
+    """A cluster's backup schedule (one per cluster): a cron expression and the request of each backup."""
+
+    __tablename__ = "backup_schedules"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), unique=True)
+    location_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    backup_prefix: Mapped[str] = mapped_column(String(63))
+    schedule: Mapped[str] = mapped_column(String(200))
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    next_run_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    last_backup_name: Mapped[str | None] = mapped_column(String(63), default=None)
+    last_run_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -1,0 +1,137 @@
+"""The control plane's own access to a location's backups: read side files, delete a backup's objects.
+
+Deletion and expiry run here, with the control plane's session of the location's role (no per-cluster
+session policy), because agents are deliberately vended credentials that cannot delete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from stowage import errors
+from stowage.aws import clients, snapshots
+from stowage.aws.errors import translate
+from stowage.aws.probes import write_ca_bundle
+from stowage.domain.locations import LocationSpec, StaticCredentials, StsCredentials
+
+DELETE_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LocationRef:
+    """A saved location with what it takes to reach it as the control plane."""
+
+    spec: LocationSpec
+    external_id: str
+    session_name: str
+
+
+class BackupStorage:
+    """Reads and deletes objects of backups in a location, as the control plane."""
+
+    def __init__(self, broker: Any) -> None:
+        self._broker = broker
+
+    def _credentials(self, ref: LocationRef) -> clients.TemporaryCredentials:
+        creds = ref.spec.credentials
+        if isinstance(creds, StaticCredentials):
+            return clients.TemporaryCredentials.from_static(creds)
+        assert isinstance(creds, StsCredentials)
+        result: clients.TemporaryCredentials = self._broker.credentials(
+            role_arn=creds.role_arn,
+            external_id=ref.external_id,
+            session_name=ref.session_name,
+            region=ref.spec.region,
+        )
+        return result
+
+    def _client(self, ref: LocationRef, service: str) -> tuple[Any, str | None]:
+        spec = ref.spec
+        ca_path = write_ca_bundle(spec.ca_cert) if service == "s3" and spec.ca_cert and spec.ca_cert.strip() else None
+        client = clients.client(
+            service,
+            credentials=self._credentials(ref),
+            region=spec.region,
+            endpoint_url=(spec.s3_url or None) if service == "s3" else None,
+            verify=ca_path,
+            force_path_style=spec.force_path_style if service == "s3" else False,
+        )
+        return client, ca_path
+
+    def read(self, ref: LocationRef, key: str) -> bytes | None:
+        """One object's bytes, or None when it does not exist."""
+        s3, ca_path = self._client(ref, "s3")
+        try:
+            body: bytes = s3.get_object(Bucket=ref.spec.bucket, Key=key)["Body"].read()
+            return body
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise translate(exc, operation=f"s3:GetObject {key}") from exc
+        except BotoCoreError as exc:
+            raise translate(exc, operation=f"s3:GetObject {key}") from exc
+        finally:
+            _remove(ca_path)
+
+    def delete_prefix(self, ref: LocationRef, prefix: str, *, deadline: float) -> int:
+        """Delete every object (and unfinished multipart upload) under ``prefix/``; returns how many objects.
+
+        Raises ``CloudError`` when the deadline passes or AWS refuses.
+        """
+        s3, ca_path = self._client(ref, "s3")
+        folder = prefix.rstrip("/") + "/"
+        deleted = 0
+        try:
+            paginator = s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=ref.spec.bucket, Prefix=folder):
+                keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                for start in range(0, len(keys), DELETE_BATCH):
+                    _check_deadline(deadline, f"deleting s3://{ref.spec.bucket}/{folder}")
+                    batch = keys[start : start + DELETE_BATCH]
+                    answer = s3.delete_objects(Bucket=ref.spec.bucket, Delete={"Objects": batch, "Quiet": True})
+                    failed = answer.get("Errors") or []
+                    if failed:
+                        first = failed[0]
+                        raise errors.CloudAccessDenied(
+                            f"S3 refused to delete {len(failed)} object(s) under s3://{ref.spec.bucket}/{folder}, "
+                            f"e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}. The location's "
+                            "role needs s3:DeleteObject on the prefix.",
+                            aws_code=str(first.get("Code") or ""),
+                        )
+                    deleted += len(batch)
+            uploads = s3.list_multipart_uploads(Bucket=ref.spec.bucket, Prefix=folder).get("Uploads", [])
+            for upload in uploads:
+                _check_deadline(deadline, f"aborting uploads under s3://{ref.spec.bucket}/{folder}")
+                s3.abort_multipart_upload(Bucket=ref.spec.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation=f"deleting s3://{ref.spec.bucket}/{folder}") from exc
+        finally:
+            _remove(ca_path)
+        return deleted
+
+    def delete_snapshots(self, ref: LocationRef, snapshot_ids: Sequence[str], *, deadline: float) -> None:
+        """Delete a backup's EBS snapshots with the location's role; gone ones count as deleted."""
+        ec2, _ = self._client(ref, "ec2")
+        _check_deadline(deadline, "deleting EBS snapshots")
+        failed = [(sid, problem) for sid, problem in snapshots.delete_snapshots(ec2, list(snapshot_ids)) if problem]
+        if failed:
+            sid, problem = failed[0]
+            raise errors.CloudError(f"{len(failed)} EBS snapshot(s) could not be deleted, e.g. {sid}: {problem}")
+
+
+def _check_deadline(deadline: float, what: str) -> None:
+    if time.monotonic() > deadline:
+        raise errors.CloudEndpointError(f"Timed out {what}; it will be retried.")
+
+
+def _remove(path: str | None) -> None:
+    if path:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
