@@ -137,7 +137,12 @@ def test_sts_without_aws_identity_is_409_with_reason(server: StowageServer) -> N
     assert body["code"] == "sts_unavailable"
     assert "STS method is unavailable" in body["message"]
     assert body["details"]["reason"] in {"cloud_credentials_missing", "cloud_endpoint_error"}
-    assert policies.status_code == 409
+    # The permission policy needs no identity (static keys use it too); only the trust policy is absent.
+    assert policies.status_code == 200, policies.text
+    served = policies.json()
+    assert served["permissionPolicy"]["Statement"]
+    assert served["trustPolicy"] is None
+    assert "STS method is unavailable" in served["trustPolicyUnavailable"]
 
 
 def test_openapi_is_served(server: StowageServer) -> None:

@@ -82,6 +82,21 @@ class ControlPlane:
         answer: dict[str, Any] = self._call("GET", self.credentials_path(location_id))
         return answer
 
+    def claim_job(self, job_id: str) -> dict[str, Any]:
+        """``POST /agent/jobs/{id}/claim``: take a job handed out in a heartbeat (409 when it is not ours)."""
+        answer: dict[str, Any] = self._call("POST", f"/api/v1/agent/jobs/{quote(job_id, safe='')}/claim")
+        return answer
+
+    def job_progress(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /agent/jobs/{id}/progress``: progress and log lines; renews the lease; may say cancel."""
+        answer: dict[str, Any] = self._call("POST", f"/api/v1/agent/jobs/{quote(job_id, safe='')}/progress", json=body)
+        return answer
+
+    def complete_job(self, job_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /agent/jobs/{id}/complete``: how the job ended."""
+        answer: dict[str, Any] = self._call("POST", f"/api/v1/agent/jobs/{quote(job_id, safe='')}/complete", json=body)
+        return answer
+
     def credentials_path(self, location_id: str) -> str:
         """The path of a location's vending endpoint."""
         return f"/api/v1/agent/locations/{quote(location_id, safe='')}/credentials"

@@ -6,15 +6,17 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from stowage.agent.access import AccessProblem, open_location, probe
 from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
+from stowage.agent.jobs import BackupJobs
 from stowage.agent.jsonlog import JsonLog
 from stowage.agent.runner import AgentRunner
+from stowage.domain.backups import BACKUP_WORK_KIND as WORK_KIND
 
 
 def _token_source(token: str | None, token_file: Path | None) -> tuple[str, ...] | Path:
@@ -55,6 +57,18 @@ def agent(
     backoff_cap: Annotated[
         float, typer.Option("--backoff-max", help="Longest wait (s) between reconnection attempts.")
     ] = 60.0,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option(
+            "--kubeconfig",
+            envvar="KUBECONFIG",
+            help="Kubeconfig of the cluster to back up; without it the agent uses its in-cluster service account.",
+            show_default=False,
+        ),
+    ] = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="Kubeconfig context to use (default: the current one).")
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Send one heartbeat and exit (0 when it worked).")] = False,
     check: Annotated[
         str | None,
@@ -90,7 +104,19 @@ def agent(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        runner = AgentRunner(control, log=log, stop=stop, backoff=Backoff(1.0, max(1.0, backoff_cap)))
+        def kube() -> Any:
+            # Imported on first use: a heartbeat-only agent never loads the Kubernetes client.
+            from stowage.agent.kube import api_client
+
+            return api_client(str(kubeconfig) if kubeconfig else None, context)
+
+        runner = AgentRunner(
+            control,
+            log=log,
+            stop=stop,
+            backoff=Backoff(1.0, max(1.0, backoff_cap)),
+            handlers={WORK_KIND: BackupJobs(control, log=log, kube=kube)},
+        )
         raise typer.Exit(runner.run(once=once))
     finally:
         control.close()

@@ -116,11 +116,25 @@ class BackupStorage:
             _remove(ca_path)
         return deleted
 
-    def delete_snapshots(self, ref: LocationRef, snapshot_ids: Sequence[str], *, deadline: float) -> None:
-        """Delete a backup's EBS snapshots with the location's role; gone ones count as deleted."""
+    def delete_snapshots(
+        self, ref: LocationRef, snapshot_ids: Sequence[str], *, backup_name: str, backup_uid: str, deadline: float
+    ) -> None:
+        """Delete a backup's EBS snapshots with the location's role; gone ones count as deleted.
+
+        Besides the ones the agent reported, snapshots tagged with the backup (an agent that died before it
+        reported them) are found by tag and deleted too.
+        """
         ec2, _ = self._client(ref, "ec2")
         _check_deadline(deadline, "deleting EBS snapshots")
-        failed = [(sid, problem) for sid, problem in snapshots.delete_snapshots(ec2, list(snapshot_ids)) if problem]
+        ids = list(dict.fromkeys(snapshot_ids))
+        try:
+            tagged = snapshots.find_backup_snapshots(ec2, backup_name, backup_uid=backup_uid)
+        except errors.CloudError:
+            tagged = []  # listing is a best effort; the reported ids are what must go
+        ids += [s.snapshot_id for s in tagged if s.snapshot_id not in ids]
+        if not ids:
+            return
+        failed = [(sid, problem) for sid, problem in snapshots.delete_snapshots(ec2, ids) if problem]
         if failed:
             sid, problem = failed[0]
             raise errors.CloudError(f"{len(failed)} EBS snapshot(s) could not be deleted, e.g. {sid}: {problem}")

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 import typer
 
 from stowage.cli.client import UsageProblem
-from stowage.cli.common import OutputOption, ProjectOption, ServerOption, TokenOption, api, project_path
+from stowage.cli.common import (
+    EXIT_API_ERROR,
+    OutputOption,
+    ProjectOption,
+    ServerOption,
+    TokenOption,
+    api,
+    fail,
+    project_path,
+)
 from stowage.cli.render import echo_json, fields
 from stowage.domain.locations import AgentAccess
 
@@ -96,11 +105,16 @@ def policies(
         # A single policy is printed bare in both formats: it is exactly what AWS takes.
         echo_json(answer["permissionPolicy"])
     elif which is Which.TRUST:
+        if answer.get("trustPolicy") is None:
+            fail(f"no trust policy: {answer.get('trustPolicyUnavailable')}", EXIT_API_ERROR)
         echo_json(answer["trustPolicy"])
     elif conn.json:
         echo_json(answer)
     else:
         typer.echo("# Permission policy: attach it to the role")
         typer.echo(json.dumps(answer["permissionPolicy"], indent=2))
-        typer.echo("\n# Trust policy: the role's trust relationship")
-        typer.echo(json.dumps(answer["trustPolicy"], indent=2))
+        if answer.get("trustPolicy") is None:
+            typer.echo(f"\n# Trust policy: unavailable. {answer.get('trustPolicyUnavailable')}")
+        else:
+            typer.echo("\n# Trust policy: the role's trust relationship")
+            typer.echo(json.dumps(answer["trustPolicy"], indent=2))

@@ -20,6 +20,8 @@ MAX_FILTER_ENTRIES = 200
 LABEL_SELECTOR_MAX_LENGTH = 1024
 BACKUPS_DIR = "backups"
 RESTORES_DIR = "restores"
+# The ``kind`` of backup work items in the agents' job protocol.
+BACKUP_WORK_KIND = "backup"
 # Our own file inside a backup's folder: SHA-256 and size of every other object of the backup.
 MANIFEST_SUFFIX = "-stowage-manifest.json"
 

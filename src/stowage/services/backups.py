@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from stowage import errors
 from stowage.domain.access import Permission, Principal
 from stowage.domain.backups import (
+    BACKUP_WORK_KIND,
     BackupOutcome,
     BackupPhase,
     BackupRequest,
@@ -52,7 +53,7 @@ from stowage.store.database import Database
 from stowage.store.tables import Backup, BackupLogLine, BackupSchedule, Cluster, Location, Project, utcnow
 
 log = logging.getLogger("stowage.backups")
-WORK_KIND = "backup"
+WORK_KIND = BACKUP_WORK_KIND
 MAX_LOG_LINES = 20_000
 MAX_LOG_LINE_CHARS = 4000
 MAX_ITEM_MESSAGES = 1000
@@ -85,7 +86,9 @@ class Storage(Protocol):
         """Delete every object under a prefix."""
         ...
 
-    def delete_snapshots(self, ref: Any, snapshot_ids: Sequence[str], *, deadline: float) -> None:
+    def delete_snapshots(
+        self, ref: Any, snapshot_ids: Sequence[str], *, backup_name: str, backup_uid: str, deadline: float
+    ) -> None:
         """Delete EBS snapshots (gone ones count as deleted)."""
         ...
 
@@ -692,12 +695,15 @@ class BackupService:
             row = session.get_one(Backup, backup_id)
             name, prefix, location_id = row.name, backup_prefix(row.storage_prefix, row.name), row.location_id
             snapshot_ids = [str(s["snapshotId"]) for s in (row.snapshots or []) if s.get("snapshotId")]
+            include_disks = BackupRequest.from_json(row.request).include_all_disks
         deadline = time.monotonic() + self._delete_timeout
         try:
             ref = self._location_ref(location_id)
             self._storage.delete_prefix(ref, prefix, deadline=deadline)
-            if snapshot_ids:
-                self._storage.delete_snapshots(ref, snapshot_ids, deadline=deadline)
+            if include_disks or snapshot_ids:
+                self._storage.delete_snapshots(
+                    ref, snapshot_ids, backup_name=name, backup_uid=backup_id, deadline=deadline
+                )
         except errors.StowageError as exc:
             reason = (
                 f"Deleting backup '{name}' failed: {exc.message} Fix the cause (the location's role needs "

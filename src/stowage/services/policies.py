@@ -88,11 +88,16 @@ class PolicyService:
         )
 
     def policies(self, principal: Principal, project_ref: str, request: PolicyRequest) -> dict[str, object]:
-        """The permission policy and trust policy for a bucket, ready to paste."""
+        """The permission policy and trust policy for a bucket, ready to paste.
+
+        The permission policy needs no AWS identity (static-key locations use it too), so it is always given;
+        the trust policy names the control plane's account, so without an identity it is absent and
+        ``trustPolicyUnavailable`` says why.
+        """
         _check_request(request)
-        info = self.sts_info(principal, project_ref)
+        self._tenancy.project(principal, project_ref)  # 404 for an unknown project, as everywhere
         partition = partition_for_region(request.region)
-        return {
+        answer: dict[str, object] = {
             "permissionPolicy": policies.permission_policy(
                 request.bucket,
                 partition=partition,
@@ -100,8 +105,15 @@ class PolicyService:
                 kms_key_arn=request.kms_key_arn,
                 include_ec2=request.volume_snapshots,
             ),
-            "trustPolicy": self._trust_policy(info, partition, request),
         }
+        try:
+            info = self.sts_info(principal, project_ref)
+        except errors.StsUnavailable as exc:
+            answer["trustPolicy"] = None
+            answer["trustPolicyUnavailable"] = exc.message
+            return answer
+        answer["trustPolicy"] = self._trust_policy(info, partition, request)
+        return answer
 
     @staticmethod
     def _trust_policy(info: StsInfo, partition: str, request: PolicyRequest) -> Policy:
