@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Refresh cached credentials this many seconds before they expire (botocore's advisory window).
     credential_refresh_seconds: int = 900
     validation_timeout_seconds: float = 30.0
+    # A location's S3 URL may reach loopback/private/CGNAT addresses (on-premises storage); never metadata.
+    allow_private_endpoints: bool = False
     revalidate_interval_minutes: int = 30
     revalidate_concurrency: int = 4
     sts_calls_per_second: float = 10.0
