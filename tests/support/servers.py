@@ -59,6 +59,8 @@ def start_server(
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_CONFIG_FILE": "/dev/null",
             "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+            # The emulators listen on 127.0.0.1; tests of endpoint safety pass "false" in extra_env.
+            "STOWAGE_ALLOW_PRIVATE_ENDPOINTS": "true",
         }
     )
     if database_url:

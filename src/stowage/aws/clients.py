@@ -14,6 +14,7 @@ import botocore.credentials
 import botocore.loaders
 import botocore.session
 
+from stowage.aws import endpoints
 from stowage.domain.locations import StaticCredentials
 from stowage.domain.regions import REGION_PARTITION
 
@@ -143,8 +144,14 @@ def client(
     verify: bool | str | None = None,
     force_path_style: bool = False,
     config: botocore.config.Config | None = None,
+    allow_private: bool | None = None,
 ) -> Any:
-    """A boto3 client; ``endpoint_url`` None lets boto3 read ``AWS_ENDPOINT_URL[_<SERVICE>]``."""
+    """A boto3 client; ``endpoint_url`` None lets boto3 read ``AWS_ENDPOINT_URL[_<SERVICE>]``.
+
+    Pass ``allow_private`` (the ``allow_private_endpoints`` setting) when ``endpoint_url`` is a location's own,
+    user-supplied S3 URL: every connection then obeys ``aws.endpoints``. Leave it None for endpoints the
+    administrator configured.
+    """
     cfg = config or DEFAULT_CONFIG
     if force_path_style:
         cfg = cfg.merge(botocore.config.Config(s3={"addressing_style": "path"}))
@@ -154,7 +161,10 @@ def client(
     if verify is not None:
         kwargs["verify"] = verify
     factory: Any = session(credentials, region).client
-    return factory(service, **kwargs)
+    made = factory(service, **kwargs)
+    if endpoint_url and allow_private is not None:
+        endpoints.guard_client(made, allow_private=allow_private)
+    return made
 
 
 def probe_config(timeout: float, *, pool: int = 16) -> botocore.config.Config:

@@ -16,6 +16,7 @@ from botocore.exceptions import (
 )
 
 from stowage import errors
+from stowage.aws import endpoints
 
 ACCESS_DENIED_CODES = frozenset(
     {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "Forbidden", "403", "AllAccessDisabled"}
@@ -59,6 +60,10 @@ def error_message(exc: ClientError) -> str:
 def translate(exc: BaseException, *, operation: str = "") -> errors.CloudError:
     """Map a botocore exception to the matching ``CloudError`` subclass."""
     where = f"{operation}: " if operation else ""
+    refused = endpoints.refusal_in(exc)
+    if refused is not None:
+        # botocore wraps it in HTTPClientError; the refusal's own message is the one worth showing.
+        return refused
     if isinstance(exc, ClientError):
         code = error_code(exc)
         text = f"{where}{code}: {error_message(exc)}"

@@ -28,7 +28,7 @@ import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from stowage import errors
-from stowage.aws import clients
+from stowage.aws import clients, endpoints
 from stowage.aws.clients import TemporaryCredentials
 from stowage.aws.errors import error_code, error_message, sanitize, translate
 from stowage.domain import policies
@@ -44,6 +44,10 @@ DUMMY_SNAPSHOT_ID = "snap-00000000000000000"
 # EC2 answers that come after authorization: the action is allowed.
 _EC2_ALLOWED_CODES = frozenset({"DryRunOperation", "InvalidParameterValue"})
 _SSE_KMS = "aws:kms"
+_REFUSED_FIX = (
+    "Use the storage's public address, or ask the administrator to set STOWAGE_ALLOW_PRIVATE_ENDPOINTS=true "
+    "if it is on a private network (metadata and link-local addresses are never allowed)."
+)
 
 ClientFactory = Callable[[str], Any]
 ResultSink = Callable[[CheckResult], None]
@@ -125,10 +129,12 @@ def default_client_factory(
     *,
     verify: str | None,
     timeout: float,
+    allow_private: bool = False,
 ) -> ClientFactory:
     """Clients for the location: its region, its S3 URL (custom endpoints), CA bundle and addressing style.
 
-    ``credentials`` may be a callable that blocks until they exist (see ``clients.PendingCredentials``).
+    ``credentials`` may be a callable that blocks until they exist (see ``clients.PendingCredentials``). A
+    client for the location's own S3 URL connects only where ``aws.endpoints`` allows (``allow_private``).
     """
     config = clients.probe_config(timeout)
     lock = threading.Lock()
@@ -151,6 +157,8 @@ def default_client_factory(
             if is_s3 and verify is not None:
                 kwargs["verify"] = verify
             client = made[0].client(service, **kwargs)
+        if endpoint:
+            endpoints.guard_client(client, allow_private=allow_private)
         if is_s3:
             # botocore sends PutObject with "Expect: 100-continue" and waits for the 100 before the body: a whole
             # extra round trip for a probe of a few bytes.
@@ -168,11 +176,18 @@ class ProbeClients:
     """
 
     def __init__(
-        self, spec: LocationSpec, credentials: TemporaryCredentials | clients.CredentialSource, *, timeout: float
+        self,
+        spec: LocationSpec,
+        credentials: TemporaryCredentials | clients.CredentialSource,
+        *,
+        timeout: float,
+        allow_private: bool = False,
     ) -> None:
         self.spec = spec
         self._ca_path = write_ca_bundle(spec.ca_cert) if spec.ca_cert and spec.ca_cert.strip() else None
-        self._factory = default_client_factory(credentials, spec, verify=self._ca_path, timeout=timeout)
+        self._factory = default_client_factory(
+            credentials, spec, verify=self._ca_path, timeout=timeout, allow_private=allow_private
+        )
         self._lock = threading.Lock()
         self._clients: dict[str, Any] = {}
 
@@ -222,9 +237,9 @@ class _SwappableSource:
 class _PooledClients(ProbeClients):
     """A ProbeClients whose credentials are swapped per lease (no CA file: custom CAs are never pooled)."""
 
-    def __init__(self, spec: LocationSpec, *, timeout: float) -> None:
+    def __init__(self, spec: LocationSpec, *, timeout: float, allow_private: bool) -> None:
         self.source = _SwappableSource()
-        super().__init__(spec, self.source, timeout=timeout)
+        super().__init__(spec, self.source, timeout=timeout, allow_private=allow_private)
 
 
 PoolKey = tuple[str, str | None, bool, str | None, str | None]
@@ -238,8 +253,9 @@ class ClientPool:
     connections alive. Locations with a custom CA get fresh clients (the CA file lives only for one run).
     """
 
-    def __init__(self, *, timeout: float, max_idle: int = 4) -> None:
+    def __init__(self, *, timeout: float, max_idle: int = 4, allow_private: bool = False) -> None:
         self._timeout = timeout
+        self._allow_private = allow_private
         self._max_idle = max_idle
         self._lock = threading.Lock()
         self._idle: dict[PoolKey, list[_PooledClients]] = {}
@@ -250,7 +266,7 @@ class ClientPool:
     ) -> Iterator[ProbeClients]:
         """Clients for ``spec`` signing with ``credentials`` (a callable may still be waiting for them)."""
         if spec.ca_cert and spec.ca_cert.strip():
-            with ProbeClients(spec, credentials, timeout=self._timeout) as fresh:
+            with ProbeClients(spec, credentials, timeout=self._timeout, allow_private=self._allow_private) as fresh:
                 yield fresh
             return
         key = self._key(spec)
@@ -258,7 +274,7 @@ class ClientPool:
             idle = self._idle.get(key)
             leased = idle.pop() if idle else None
         if leased is None:
-            leased = _PooledClients(spec, timeout=self._timeout)
+            leased = _PooledClients(spec, timeout=self._timeout, allow_private=self._allow_private)
         leased.source.current = credentials
         leased.spec = spec
         try:
@@ -292,6 +308,7 @@ def run_probes(
     on_result: ResultSink | None = None,
     client_factory: ClientFactory | None = None,
     max_workers: int = 16,
+    allow_private: bool = False,
 ) -> list[CheckResult]:
     """Probe every permission of the location live; one ``CheckResult`` per id of ``PROBE_CHECK_IDS``.
 
@@ -305,7 +322,7 @@ def run_probes(
         return _ProbeRun(spec, client_factory, principal_arn=principal_arn, on_result=on_result).execute(
             max_workers=max_workers
         )
-    with ProbeClients(spec, credentials, timeout=timeout) as made:
+    with ProbeClients(spec, credentials, timeout=timeout, allow_private=allow_private) as made:
         run = _ProbeRun(spec, made.client, principal_arn=principal_arn, on_result=on_result)
         return run.execute(max_workers=max_workers)
 
@@ -774,6 +791,11 @@ class _ProbeRun:
 
     def _transport_failure(self, check_id: str, outcome: Outcome, what: str) -> CheckResult:
         message = outcome.message
+        refused = endpoints.refusal_in(outcome.error)
+        if refused is not None:
+            # The address changed since the s3-url check (DNS rebinding) or a redirect led elsewhere.
+            action = check_id if ":" in check_id else ""
+            return CheckResult.failed(check_id, f"Could not {what}: {refused.message}", _REFUSED_FIX, action=action)
         if "TLS" in message or "SSL" in message or "certificate" in message.lower():
             fix = (
                 "The endpoint's TLS certificate is not trusted: paste the CA certificate that issued it into the "

@@ -19,6 +19,7 @@ from urllib.parse import SplitResult, urlsplit
 
 from cryptography import x509
 
+from stowage.domain import endpoints
 from stowage.domain.checks import CheckResult
 from stowage.domain.locations import LocationSpec, Provider, StaticCredentials
 from stowage.domain.regions import (
@@ -418,6 +419,11 @@ def check_s3_url(s3_url: str | None, *, force_path_style: bool, provider: Provid
         return CheckResult.failed("s3-url", message, remedy)
 
     host = parts.hostname or ""
+    forbidden = endpoints.literal_refusal(host)
+    if forbidden is not None:
+        # Named in the text: no setting allows it (names that resolve there are refused at connection time).
+        fix = "Use your storage's own address: metadata and link-local addresses are never allowed."
+        return CheckResult.failed("s3-url", endpoints.refusal_message(host, forbidden), fix)
     cautions: list[_Problem] = []
     if parts.scheme.lower() == "http" and not _is_loopback(host):
         cautions.append(

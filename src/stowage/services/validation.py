@@ -17,7 +17,7 @@ from concurrent.futures import wait as futures_wait
 from datetime import UTC, datetime
 
 from stowage import errors
-from stowage.aws import probes
+from stowage.aws import endpoints, probes
 from stowage.aws.broker import CredentialBroker
 from stowage.aws.clients import TemporaryCredentials
 from stowage.aws.identity import IdentityResolver
@@ -65,7 +65,9 @@ class LocationValidator:
         self._broker = broker
         self._identity = identity
         self._clock = clock or (lambda: datetime.now(UTC))
-        self._clients = probes.ClientPool(timeout=settings.validation_timeout_seconds)
+        self._clients = probes.ClientPool(
+            timeout=settings.validation_timeout_seconds, allow_private=settings.allow_private_endpoints
+        )
 
     def validate(
         self, spec: LocationSpec, *, project_name: str, external_id: str, live: bool = True
@@ -73,6 +75,10 @@ class LocationValidator:
         """Validate ``spec`` for a project; never raises for what AWS answers, never outlives the timeout."""
         started = time.monotonic()
         static = naming.static_checks(spec, now=self._clock())
+        if not any(c.is_failure for c in static):
+            # Before any credentials are used, and even when the live checks are skipped: a saved location
+            # must never point the control plane at a forbidden address.
+            static = self._endpoint_safety(spec, static, deadline=started + self._settings.validation_timeout_seconds)
         if not live:
             live_results = [_skip(i, "Live validation skipped.") for i in LIVE_CHECK_IDS]
         elif any(c.is_failure for c in static):
@@ -81,6 +87,41 @@ class LocationValidator:
             live_results = self._live(spec, project_name=project_name, external_id=external_id, started=started)
         duration_ms = int((time.monotonic() - started) * 1000)
         return ValidationReport.of([*static, *live_results], duration_ms)
+
+    def _endpoint_safety(self, spec: LocationSpec, static: list[CheckResult], *, deadline: float) -> list[CheckResult]:
+        """The static checks with ``s3-url`` failed when the S3 URL resolves to a forbidden address."""
+        url = (spec.s3_url or "").strip()
+        if not url:
+            return static
+        outcome: list[BaseException] = []
+
+        def check() -> None:
+            try:
+                endpoints.check_location_url(
+                    url,
+                    bucket=spec.bucket,
+                    force_path_style=spec.force_path_style,
+                    allow_private=self._settings.allow_private_endpoints,
+                )
+            except endpoints.EndpointRefused as exc:
+                outcome.append(exc)
+
+        # DNS has no timeout of its own: a resolver that hangs must not hold the validation past its bound.
+        worker = threading.Thread(target=check, name="stowage-endpoint-check", daemon=True)
+        worker.start()
+        worker.join(timeout=max(0.1, deadline - time.monotonic()))
+        if not outcome or not isinstance(outcome[0], endpoints.EndpointRefused):
+            return static  # allowed, unresolvable or still resolving: every connection is checked again anyway
+        refused = outcome[0]
+        if refused.verdict.always_refused:
+            fix = "Use your storage's own address: metadata and link-local addresses are never allowed."
+        else:
+            fix = (
+                "Use the storage's public address, or (administrators, for storage on a private network) start "
+                "the control plane with STOWAGE_ALLOW_PRIVATE_ENDPOINTS=true."
+            )
+        failed = CheckResult.failed("s3-url", refused.message, fix)
+        return [failed if c.id == "s3-url" else c for c in static]
 
     # -- live part ---------------------------------------------------------------------------------------
     def _live(self, spec: LocationSpec, *, project_name: str, external_id: str, started: float) -> list[CheckResult]:
