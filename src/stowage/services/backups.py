@@ -706,7 +706,7 @@ class BackupService:
                 )
         except errors.StowageError as exc:
             reason = (
-                f"Deleting backup '{name}' failed: {exc.message} Fix the cause (the location's role needs "
+                f"Deleting backup '{name}' failed: {exc.message.rstrip('.')}. Fix the cause (the location's role needs "
                 "s3:DeleteObject and ec2:DeleteSnapshot), then delete the backup again."
             )
             with self._db.session() as session:
