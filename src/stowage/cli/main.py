@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stowage.cli import clusters, credentials, locations, projects, sts, tokens
+from stowage.cli import backups, clusters, credentials, locations, projects, sts, tokens
 from stowage.cli.client import DEFAULT_SERVER
 from stowage.cli.common import Output, StowageGroup, set_root_options
 
@@ -47,4 +47,5 @@ app.add_typer(projects.app, name="projects")
 app.add_typer(locations.app, name="locations")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(clusters.app, name="clusters")
+app.add_typer(backups.app, name="backups")
 app.command("credentials")(credentials.credentials)
