@@ -6,4 +6,4 @@ import os
 # safety set allow_private_endpoints=False themselves.
 os.environ.setdefault("STOWAGE_ALLOW_PRIVATE_ENDPOINTS", "true")
 
-pytest_plugins = ["tests.support.servers", "tests.support.databases", "tests.support.ministack"]
+pytest_plugins = ["tests.support.servers", "tests.support.databases", "tests.support.ministack", "tests.support.kube"]

@@ -1,0 +1,277 @@
+"""Kubernetes access for the agent with the official ``kubernetes`` client: configuration, discovery, listing.
+
+Lists go through ``ApiClient.call_api(..., _preload_content=False)`` and the raw bytes are parsed here: the
+client's own deserialisation into model objects costs several times the whole backup. Items are cut out of
+the list's JSON text as they are (``json.JSONDecoder.raw_decode`` gives each item's span), so an item's bytes
+are the server's own, with ``kind`` and ``apiVersion`` put in front (list items lack them; a ``GET`` has them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes.client.exceptions import ApiException
+
+DEFAULT_PAGE_SIZE = 500
+# (connect, read) seconds for one request; a page of 500 large objects can take a while on a busy apiserver.
+REQUEST_TIMEOUT = (10.0, 120.0)
+_DECODER = json.JSONDecoder()
+_WS = re.compile(r"[ \t\n\r]*")
+_CONTINUE = re.compile(rb'"continue":"([^"]*)"')
+_REMAINING = re.compile(rb'"remainingItemCount":(\d+)')
+
+
+def api_client(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.ApiClient:
+    """An ApiClient from a kubeconfig file, else the in-cluster config (else ``$KUBECONFIG``/``~/.kube/config``)."""
+    if kubeconfig:
+        return kubernetes.config.new_client_from_config(config_file=kubeconfig, context=context)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = kubernetes.client.Configuration()
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        return kubernetes.client.ApiClient(configuration)
+    # Outside a cluster without --kubeconfig: the standard kubeconfig lookup, as kubectl does.
+    return kubernetes.config.new_client_from_config(context=context)
+
+
+def server_url(api: kubernetes.client.ApiClient) -> str:
+    """The apiserver's URL (for messages)."""
+    return str(api.configuration.host)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResource:
+    """One listable resource in its group's preferred version."""
+
+    group: str
+    version: str
+    resource: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def group_resource(self) -> str:
+        """``configmaps`` or ``deployments.apps``."""
+        return f"{self.resource}.{self.group}" if self.group else self.resource
+
+    @property
+    def api_version(self) -> str:
+        """``v1`` or ``apps/v1``."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str | None = None) -> str:
+        """The list URL path, cluster-wide or in one namespace."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if namespace:
+            return f"{base}/namespaces/{namespace}/{self.resource}"
+        return f"{base}/{self.resource}"
+
+
+def get_json(api: kubernetes.client.ApiClient, path: str, query: list[tuple[str, Any]] | None = None) -> Any:
+    """GET a path and parse its JSON body."""
+    return json.loads(get_bytes(api, path, query))
+
+
+def get_bytes(api: kubernetes.client.ApiClient, path: str, query: list[tuple[str, Any]] | None = None) -> bytes:
+    """GET a path and return the raw body; ``ApiException`` for non-2xx answers."""
+    response = api.call_api(
+        path,
+        "GET",
+        query_params=query or [],
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+        _request_timeout=REQUEST_TIMEOUT,
+    )
+    try:
+        return bytes(response.data)
+    finally:
+        response.release_conn()
+
+
+def _group_resources(doc: Any, group: str, version: str) -> list[ApiResource]:
+    found: list[ApiResource] = []
+    for entry in doc.get("resources") or ():
+        name = str(entry.get("name") or "")
+        # "pods/log" and the like are subresources, not resources.
+        if not name or "/" in name or "list" not in (entry.get("verbs") or ()):
+            continue
+        found.append(ApiResource(group, version, name, str(entry.get("kind") or ""), bool(entry.get("namespaced"))))
+    return found
+
+
+def discover(api: kubernetes.client.ApiClient) -> list[ApiResource]:
+    """Every resource that supports ``list``, in its group's preferred version (core group first)."""
+    targets: list[tuple[str, str]] = [("", "v1")]
+    groups = get_json(api, "/apis")
+    for group in groups.get("groups") or ():
+        preferred = (group.get("preferredVersion") or {}).get("version")
+        if not preferred:
+            versions = group.get("versions") or ()
+            preferred = versions[0]["version"] if versions else None
+        if preferred:
+            targets.append((str(group["name"]), str(preferred)))
+
+    def fetch(target: tuple[str, str]) -> list[ApiResource]:
+        group, version = target
+        path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+        try:
+            return _group_resources(get_json(api, path), group, version)
+        except ApiException as exc:
+            # An aggregated API whose backend is down answers 503: its resources cannot be listed anyway.
+            if exc.status in (404, 503):
+                return []
+            raise
+
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="kube-discovery") as pool:
+        results = list(pool.map(fetch, targets))
+    return [resource for group_list in results for resource in group_list]
+
+
+@dataclass(slots=True)
+class Page:
+    """One page of a list: its items (parsed, with their exact JSON text) and the continue token."""
+
+    items: list[tuple[dict[str, Any], str]]
+    continue_token: str | None
+    remaining: int | None
+
+
+def page_token(raw: bytes) -> tuple[str | None, int | None]:
+    """The continue token and remaining-item count of a list page, read from its head without parsing it all.
+
+    The apiserver writes ``metadata`` before ``items``; only the head is searched so an item's data can never
+    be mistaken for the list's metadata.
+    """
+    items_at = raw.find(b'"items":')
+    head = raw[: items_at if items_at >= 0 else len(raw)]
+    token = _CONTINUE.search(head)
+    remaining = _REMAINING.search(head)
+    return (
+        token.group(1).decode() if token and token.group(1) else None,
+        int(remaining.group(1)) if remaining else None,
+    )
+
+
+def parse_page(raw: bytes) -> Page:
+    """Split a list's JSON into its items, each as (parsed object, its exact JSON text)."""
+    text = raw.decode("utf-8")
+    items: list[tuple[dict[str, Any], str]] = []
+    metadata: dict[str, Any] = {}
+    end = len(text)
+    pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
+    if text[pos] != "{":
+        raise ValueError("a list answer is not a JSON object")
+    pos += 1
+    decode = _DECODER.raw_decode
+    ws = _WS.match
+    while pos < end:
+        pos = ws(text, pos).end()  # type: ignore[union-attr]
+        if text[pos] == "}":
+            break
+        if text[pos] == ",":
+            pos = ws(text, pos + 1).end()  # type: ignore[union-attr]
+        key, pos = decode(text, pos)
+        pos = ws(text, pos).end()  # type: ignore[union-attr]
+        pos = ws(text, pos + 1).end()  # type: ignore[union-attr]  # past ':'
+        if key != "items":
+            value, pos = decode(text, pos)
+            if key == "metadata" and isinstance(value, dict):
+                metadata = value
+            continue
+        if text.startswith("null", pos):
+            pos += 4
+            continue
+        pos = ws(text, pos + 1).end()  # type: ignore[union-attr]  # past '['
+        while text[pos] != "]":
+            start = pos
+            item, pos = decode(text, pos)
+            items.append((item, text[start:pos]))
+            pos = ws(text, pos).end()  # type: ignore[union-attr]
+            if text[pos] == ",":
+                pos = ws(text, pos + 1).end()  # type: ignore[union-attr]
+        pos += 1
+    remaining = metadata.get("remainingItemCount")
+    return Page(items, metadata.get("continue") or None, int(remaining) if remaining is not None else None)
+
+
+def list_query(
+    *, limit: int, continue_token: str | None = None, label_selector: str | None = None
+) -> list[tuple[str, Any]]:
+    """The query of one list request."""
+    query: list[tuple[str, Any]] = [("limit", limit)]
+    if continue_token:
+        query.append(("continue", continue_token))
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    return query
+
+
+def list_pages_raw(
+    api: kubernetes.client.ApiClient,
+    resource: ApiResource,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> Iterator[bytes]:
+    """The raw JSON pages of one resource (paginated with limit/continue)."""
+    token: str | None = None
+    path = resource.path(namespace)
+    while True:
+        raw = get_bytes(api, path, list_query(limit=page_size, continue_token=token, label_selector=label_selector))
+        yield raw
+        token, _ = page_token(raw)
+        if not token:
+            return
+
+
+def list_items(
+    api: kubernetes.client.ApiClient,
+    resource: ApiResource,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> Iterator[dict[str, Any]]:
+    """Every object of one resource with ``kind`` and ``apiVersion`` set, page by page."""
+    for raw in list_pages_raw(api, resource, namespace=namespace, label_selector=label_selector, page_size=page_size):
+        for item, _ in parse_page(raw).items:
+            item.setdefault("kind", resource.kind)
+            item.setdefault("apiVersion", resource.api_version)
+            yield item
+
+
+def item_json(resource: ApiResource, item: dict[str, Any], text: str) -> str:
+    """An item's JSON as a ``GET`` answers it: the list's text with ``kind``/``apiVersion`` put in front."""
+    if "kind" in item and "apiVersion" in item:
+        return text
+    head = f'{{"kind":{json.dumps(resource.kind)},"apiVersion":{json.dumps(resource.api_version)}'
+    return head + ("," + text[1:] if len(text) > 2 else "}")
+
+
+def count_items(
+    api: kubernetes.client.ApiClient,
+    resource: ApiResource,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+) -> int | None:
+    """How many objects a list would return (one ``limit=1`` request); None when the server cannot tell.
+
+    The apiserver reports ``remainingItemCount`` only without a label selector.
+    """
+    raw = get_bytes(api, resource.path(namespace), list_query(limit=1, label_selector=label_selector))
+    token, remaining = page_token(raw)
+    page = parse_page(raw)
+    if token and remaining is None:
+        return None
+    return len(page.items) + (remaining or 0)
