@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import typer
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stowage import __version__, web
@@ -19,6 +20,7 @@ from stowage.api.backups import router as backups_router
 from stowage.api.errors import error_body
 from stowage.api.routes import router
 from stowage.config import Settings
+from stowage.services import health, metrics
 from stowage.services.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -82,6 +84,16 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        # Sync on purpose: FastAPI runs it in the thread pool, so a slow database never blocks the event loop.
+        answer = health.readiness(runtime.db)
+        return JSONResponse(answer.body(), status_code=200 if answer.ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(runtime.metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     app.add_middleware(BodyLimit)
     return app

@@ -70,8 +70,16 @@ class _Entry:
 class CredentialBroker:
     """Hands out temporary credentials for customer roles; thread-safe, one per process."""
 
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_sts_call: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._settings = settings
+        # Told (result, seconds) after every AssumeRole: the metrics, without aws/ importing services/.
+        self._on_sts_call = on_sts_call
         self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[CacheKey, _Entry] = {}
@@ -193,19 +201,25 @@ class CredentialBroker:
         return True
 
     def _call_assume_role(self, region: str, kwargs: dict[str, Any]) -> Any:
+        started = time.monotonic()
         self._bucket.acquire()
         with self._lock:
             self._calls += 1
         sts = self._sts_client(region)
         try:
-            return sts.assume_role(**kwargs)
+            response = sts.assume_role(**kwargs)
         except (ClientError, BotoCoreError) as exc:
             cloud = translate(exc, operation="sts:AssumeRole")
+            if self._on_sts_call is not None:
+                self._on_sts_call(cloud.code, time.monotonic() - started)
             if isinstance(cloud, errors.CloudCredentialsMissing):
                 # The chain may find credentials later (an instance role attached after start): rebuild then.
                 with self._clients_lock:
                     self._clients.clear()
             raise cloud from exc
+        if self._on_sts_call is not None:
+            self._on_sts_call("ok", time.monotonic() - started)
+        return response
 
     def _sts_client(self, region: str) -> Any:
         """A cached STS client for the regional endpoint of ``region`` (unless an endpoint is configured)."""

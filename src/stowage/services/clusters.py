@@ -26,6 +26,7 @@ from stowage.domain.clusters import (
     token_hint,
 )
 from stowage.domain.naming import account_id_problem
+from stowage.services.metrics import Metrics
 from stowage.services.tenancy import hash_token, load_project, require
 from stowage.store.changes import TOKEN_TOPIC
 from stowage.store.database import Database
@@ -103,8 +104,10 @@ class ClusterService:
         work_source: WorkSource = _no_work,
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self.heartbeat_seconds = heartbeat_seconds
         self._work_source = work_source
         self._clock = clock
@@ -282,6 +285,7 @@ class ClusterService:
                 raise errors.Unauthenticated("This cluster was deleted: its agent token no longer works.")
             row.last_heartbeat_at = self._clock()
             row.agent_version = version
+        self._metrics.agent_heartbeat()
         return HeartbeatAnswer(
             cluster_id=agent.cluster_id,
             cluster_name=agent.cluster_name,

@@ -13,6 +13,7 @@ from stowage.domain.clusters import WorkItem
 from stowage.services.backups import WORK_KIND, BackupService
 from stowage.services.clusters import AgentPrincipal, ClusterService
 from stowage.services.locations import LocationService
+from stowage.services.metrics import Metrics
 from stowage.services.policies import PolicyService
 from stowage.services.scheduler import RevalidationScheduler
 from stowage.services.tenancy import TenancyService
@@ -42,6 +43,7 @@ class Runtime:
     vending: VendingService
     backups: BackupService
     generated_admin_token: str | None = field(default=None)
+    metrics: Metrics = field(default_factory=Metrics)
 
     @classmethod
     def start(cls, settings: Settings) -> Runtime:
@@ -55,8 +57,9 @@ class Runtime:
             else SecretBox.from_data_dir(settings.data_dir)
         )
         identity = IdentityResolver()
-        broker = CredentialBroker(settings)
-        validator = LocationValidator(settings=settings, broker=broker, identity=identity)
+        metrics = Metrics()
+        broker = CredentialBroker(settings, on_sts_call=metrics.sts_call)
+        validator = LocationValidator(settings=settings, broker=broker, identity=identity, metrics=metrics)
         tenancy = TenancyService(db)
         generated = tenancy.bootstrap(data_dir=settings.data_dir, admin_token=settings.admin_token)
         users = UserService(db)
@@ -75,7 +78,7 @@ class Runtime:
             db=db, box=box, validator=validator, default_interval_minutes=settings.revalidate_interval_minutes
         )
         policies = PolicyService(tenancy=tenancy, identity=identity)
-        clusters = ClusterService(db=db, heartbeat_seconds=settings.agent_heartbeat_seconds)
+        clusters = ClusterService(db=db, heartbeat_seconds=settings.agent_heartbeat_seconds, metrics=metrics)
         backups = BackupService(
             db=db,
             locations=locations,
@@ -103,6 +106,7 @@ class Runtime:
             broker=broker,
             identity=identity,
             refresh_seconds=settings.effective_refresh_seconds,
+            metrics=metrics,
         )
         # The services subscribed their caches; from now on other servers' changes reach them too.
         db.changes.start()
@@ -122,6 +126,7 @@ class Runtime:
             vending=vending,
             backups=backups,
             generated_admin_token=generated,
+            metrics=metrics,
         )
 
     def close(self) -> None:

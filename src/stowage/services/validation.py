@@ -26,6 +26,7 @@ from stowage.domain import naming, policies
 from stowage.domain.checks import LIVE_CHECK_IDS, CheckResult, ValidationReport
 from stowage.domain.locations import LocationSpec, StaticCredentials, StsCredentials, role_session_name
 from stowage.domain.regions import partition_for_region
+from stowage.services.metrics import Metrics
 
 _ROLE_CHECK_IDS = ("assume-role", "external-id-required")
 _ACCOUNT_PLACEHOLDER = "<control plane account ID>"
@@ -60,8 +61,10 @@ class LocationValidator:
         broker: CredentialBroker,
         identity: IdentityResolver,
         clock: Callable[[], datetime] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics or Metrics()
         self._broker = broker
         self._identity = identity
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -85,8 +88,12 @@ class LocationValidator:
             live_results = [_skip(i, "Not checked: fix the errors above first.") for i in LIVE_CHECK_IDS]
         else:
             live_results = self._live(spec, project_name=project_name, external_id=external_id, started=started)
-        duration_ms = int((time.monotonic() - started) * 1000)
-        return ValidationReport.of([*static, *live_results], duration_ms)
+        seconds = time.monotonic() - started
+        report = ValidationReport.of([*static, *live_results], int(seconds * 1000))
+        self._metrics.validation_finished(
+            ok=report.ok, seconds=seconds, failed_checks=[c.id for c in report.failures()]
+        )
+        return report
 
     def _endpoint_safety(self, spec: LocationSpec, static: list[CheckResult], *, deadline: float) -> list[CheckResult]:
         """The static checks with ``s3-url`` failed when the S3 URL resolves to a forbidden address."""

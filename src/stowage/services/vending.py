@@ -38,6 +38,7 @@ from stowage.domain.clusters import (
 from stowage.domain.locations import AgentAccess, LocationSpec, Provider, StaticCredentials, StsCredentials
 from stowage.domain.regions import partition_for_region
 from stowage.services.clusters import AgentPrincipal
+from stowage.services.metrics import Metrics
 from stowage.services.tenancy import load_project, require
 from stowage.store.changes import LOCATION_TOPIC
 from stowage.store.database import Database
@@ -195,8 +196,10 @@ class VendingService:
         refresh_seconds: float,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self._locations = locations
         self._broker = broker
         self._identity = identity
@@ -221,10 +224,21 @@ class VendingService:
 
         Raises the same refusals as ``credentials`` when the cached location already decides them.
         """
+        hit = self._cached(agent, location_id)
+        self._metrics.vending_cache_lookup(hit=hit is not None)
+        if hit is not None:
+            self._metrics.vending_request("cached")
+        return hit
+
+    def _cached(self, agent: AgentPrincipal, location_id: str) -> VendedCredentials | None:
         location = self._specs.get(location_id)
         if location is None or self._monotonic() - location.loaded_at > self.SPEC_CACHE_SECONDS:
             return None
-        self._authorize(agent, location)
+        try:
+            self._authorize(agent, location)
+        except errors.StowageError:
+            self._metrics.vending_request("refused")
+            raise
         key = (location_id, agent.cluster_id)
         hit = self._creds.get(key)
         if hit is None:
@@ -250,7 +264,7 @@ class VendingService:
 
         def refresh() -> None:
             try:
-                self.credentials(agent, location_id)
+                self._credentials(agent, location_id)  # not an agent's request: not counted as one
             except Exception as exc:  # noqa: BLE001 - the next request retries, and in the foreground if it must
                 log.warning("background refresh of %s for cluster %s failed: %s", location_id, agent.cluster_id, exc)
             finally:
@@ -268,6 +282,15 @@ class VendingService:
 
     def credentials(self, agent: AgentPrincipal, location_id: str) -> VendedCredentials:
         """Credentials for the agent's own prefix of a location (may call the database and STS)."""
+        try:
+            vended = self._credentials(agent, location_id)
+        except errors.StowageError:
+            self._metrics.vending_request("refused")
+            raise
+        self._metrics.vending_request("issued")
+        return vended
+
+    def _credentials(self, agent: AgentPrincipal, location_id: str) -> VendedCredentials:
         location = self._location(location_id)
         self._authorize(agent, location)
         key = (location_id, agent.cluster_id)
