@@ -298,7 +298,7 @@ def test_validation_with_the_setting_reaches_the_endpoint(listener: _Listener) -
 # ------------------------------------------------------------------------------------------ a live server
 @pytest.fixture
 def bucket_keys(aws: AwsAccounts) -> tuple[str, str]:
-    aws.create_bucket("ssrf-backups")
+    aws.create_bucket("ssrf-backups", "us-east-1")
     return aws.create_user_keys("storage-user", bucket="ssrf-backups", include_ec2=False)
 
 
