@@ -612,3 +612,195 @@
     show(1);
   }
 })();
+
+/* Backups: the Create Backup and Schedule Backups dialogs (their links open the same dialogs as pages when
+   scripts are off), the expiry and schedule choices, the Backups tab's refresh while backups run, and a
+   backup's page: live phase, progress and log tail, and its contents loaded after the page. */
+(() => {
+  "use strict";
+
+  const $ = (selector, root = document) => root.querySelector(selector);
+  const $$ = (selector, root = document) => Array.from(root.querySelectorAll(selector));
+
+  /* -- dialogs -------------------------------------------------------------------------------------- */
+  function openDialog(dialog) {
+    if (dialog.open) dialog.close(); // the server opened it without a backdrop (no-script fallback)
+    dialog.showModal();
+    const target =
+      $('[aria-invalid="true"]', dialog) ||
+      $("[autofocus]", dialog) ||
+      $('input:not([type="hidden"]), select, textarea', dialog);
+    if (target) target.focus();
+  }
+
+  for (const link of $$("[data-dialog-open]")) {
+    link.addEventListener("click", (event) => {
+      const dialog = document.getElementById(link.dataset.dialogOpen);
+      if (!dialog || typeof dialog.showModal !== "function") return;
+      event.preventDefault();
+      openDialog(dialog);
+    });
+  }
+  for (const link of $$("[data-dialog-close]")) {
+    link.addEventListener("click", (event) => {
+      const dialog = link.closest("dialog");
+      if (!dialog || !dialog.open) return;
+      event.preventDefault();
+      dialog.close();
+    });
+  }
+  for (const dialog of $$("dialog")) {
+    // A closed dialog leaves the tab's own address, so a reload neither re-opens it nor re-sends a form.
+    dialog.addEventListener("close", () => {
+      const back = $("[data-dialog-close]", dialog);
+      if (back) window.history.replaceState(null, "", back.getAttribute("href"));
+    });
+  }
+  for (const dialog of $$("dialog[data-autoshow]")) {
+    if (typeof dialog.showModal === "function") openDialog(dialog);
+  }
+
+  /* -- expiry and schedule choices: show only the fields the choice needs -------------------------- */
+  function syncChoices(form) {
+    for (const group of $$("[data-expiry]", form)) {
+      const chosen = $('input[name="expiry"]:checked', group);
+      const custom = $("[data-custom-hours]", group);
+      if (custom) custom.hidden = !chosen || chosen.value !== "custom";
+    }
+    const preset = $('input[name="preset"]:checked', form);
+    const cron = $("[data-cron-field]", form);
+    const rest = $("[data-schedule-fields]", form);
+    if (cron) cron.hidden = !preset || preset.value !== "custom";
+    if (rest) rest.hidden = Boolean(preset && preset.value === "never");
+  }
+  for (const form of $$("dialog form")) {
+    form.addEventListener("change", (event) => {
+      if (event.target.name !== "expiry" && event.target.name !== "preset") return;
+      syncChoices(form);
+      if (event.target.value === "custom") {
+        const field = $(event.target.name === "expiry" ? 'input[name="custom_hours"]' : 'input[name="cron"]', form);
+        if (field) field.focus();
+      }
+    });
+    syncChoices(form);
+  }
+
+  /* -- the Backups tab: refresh the table while a backup is new, running or being deleted ------------ */
+  const list = $("#backups-list[data-refresh-url]");
+  if (list) {
+    const refresh = async () => {
+      const table = $("[data-backups-table]", list);
+      if (!table || !table.hasAttribute("data-active")) return;
+      try {
+        const response = await fetch(list.dataset.refreshUrl, { credentials: "same-origin" });
+        if (response.ok) list.innerHTML = await response.text(); // a server-rendered, escaped fragment
+      } catch (_) {
+        /* offline for a moment: try again later */
+      }
+      setTimeout(refresh, 4000);
+    };
+    setTimeout(refresh, 4000);
+  }
+
+  /* -- a backup's contents, read from the bucket after the page is shown ----------------------------- */
+  for (const box of $$("[data-load-fragment]")) {
+    fetch(box.dataset.loadFragment, { credentials: "same-origin" })
+      .then(async (response) => {
+        if (!response.ok) throw new Error(String(response.status));
+        box.innerHTML = await response.text(); // a server-rendered, escaped fragment
+      })
+      .catch(() => {
+        box.textContent = "The contents could not be loaded. Reload the page to try again.";
+      });
+  }
+
+  /* -- a backup's page: phase, progress and new log lines, live while it runs ------------------------- */
+  const live = $("[data-backup-live]");
+  if (live) initLive(live);
+
+  function initLive(root) {
+    const startedFinished = root.hasAttribute("data-finished");
+    if (startedFinished && root.hasAttribute("data-logs-finished")) return;
+    let after = Number(root.dataset.after || "0");
+    const log = $("[data-live-log]", root);
+    const empty = $("[data-live-log-empty]", root);
+    const badge = $("[data-live-phase]", root);
+    const bar = $("[data-live-bar]", root);
+    const progress = $("[data-live-progress]", root);
+    const hint = $("[data-live-hint]", root);
+    const state = $("[data-live-log-state]", root);
+
+    function appendLines(lines) {
+      if (!lines.length || !log) return;
+      const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+      for (const line of lines) {
+        const item = document.createElement("li");
+        item.className = `log-${line.level}`;
+        const time = document.createElement("time");
+        time.textContent = line.at;
+        const level = document.createElement("span");
+        level.className = "lvl";
+        level.textContent = line.level;
+        const message = document.createElement("span");
+        message.className = "msg";
+        message.textContent = line.message;
+        item.append(time, " ", level, " ", message);
+        log.append(item);
+      }
+      if (empty) empty.hidden = true;
+      if (atBottom) log.scrollTop = log.scrollHeight;
+    }
+
+    function update(data) {
+      appendLines(data.lines);
+      after = data.nextAfter;
+      if (bar) {
+        bar.value = data.percent;
+        bar.textContent = `${data.percent}%`;
+      }
+      if (progress) progress.textContent = `${data.itemsBackedUp} of ${data.totalItems} items (${data.percent}%)`;
+      if (badge && data.phase !== root.dataset.phase) {
+        badge.textContent = data.phaseLabel;
+        badge.className = `badge badge-phase-${data.phaseKey}`;
+        if (hint && data.phase === "InProgress") hint.textContent = "Running: this page updates by itself.";
+        root.dataset.phase = data.phase;
+      }
+    }
+
+    async function poll() {
+      let data;
+      try {
+        const response = await fetch(`${root.dataset.url}?after=${after}`, {
+          credentials: "same-origin",
+          headers: { Accept: "application/json" },
+        });
+        if (response.status === 404) {
+          window.location.assign(root.dataset.goneUrl); // deleted meanwhile
+          return;
+        }
+        if (response.status === 401) {
+          window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+          return;
+        }
+        if (!response.ok) throw new Error(String(response.status));
+        data = await response.json();
+      } catch (_) {
+        setTimeout(poll, 5000);
+        return;
+      }
+      const phaseBefore = root.dataset.phase;
+      update(data);
+      // It ended (or is being deleted): the whole page again, with its reason, size, times and contents.
+      if (!startedFinished && (data.finished || data.phase === "Deleting") && data.phase !== phaseBefore) {
+        window.location.reload();
+        return;
+      }
+      if (data.finished && data.logsFinished) {
+        if (state) state.textContent = "";
+        return;
+      }
+      setTimeout(poll, data.lines.length >= 1000 ? 0 : 1500);
+    }
+    setTimeout(poll, 1500);
+  }
+})();
