@@ -16,9 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import kubernetes.client
-import kubernetes.config
-from kubernetes.client.exceptions import ApiException
+import kubernetes.client  # type: ignore[import-untyped]
+import kubernetes.config  # type: ignore[import-untyped]
+from kubernetes.client.exceptions import ApiException  # type: ignore[import-untyped]
 
 DEFAULT_PAGE_SIZE = 500
 # (connect, read) seconds for one request; a page of 500 large objects can take a while on a busy apiserver.

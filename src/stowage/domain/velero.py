@@ -347,3 +347,26 @@ def manifest_document(entries: Sequence[ManifestEntry]) -> dict[str, Any]:
         "algorithm": MANIFEST_ALGORITHM,
         "objects": [{"key": e.key, "size": e.size, "sha256": e.sha256} for e in entries],
     }
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str] | None) -> bool:
+    """Whether labels satisfy a ``metav1.LabelSelector`` (None matches everything)."""
+    if not selector:
+        return True
+    labels = labels or {}
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or ():
+        key = expression["key"]
+        operator = expression["operator"]
+        values = expression.get("values") or ()
+        if operator == "In" and labels.get(key) not in values:
+            return False
+        if operator == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if operator == "Exists" and key not in labels:
+            return False
+        if operator == "DoesNotExist" and key in labels:
+            return False
+    return True
