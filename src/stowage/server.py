@@ -18,6 +18,8 @@ from stowage.api import errors
 from stowage.api.agents import router as agents_router
 from stowage.api.backups import router as backups_router
 from stowage.api.errors import error_body
+from stowage.api.jobs import router as jobs_router
+from stowage.api.restores import router as restores_router
 from stowage.api.routes import router
 from stowage.config import Settings
 from stowage.services import health, metrics
@@ -79,6 +81,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(router)
     app.include_router(agents_router)
     app.include_router(backups_router)
+    app.include_router(restores_router)
+    app.include_router(jobs_router)
     web.install(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -242,7 +242,7 @@ async def get_agent(request: Request) -> AgentPrincipal:
 AgentDep = Annotated[AgentPrincipal, Depends(get_agent)]
 
 
-def _container_json(creds: VendedCredentials) -> bytes:
+def container_json(creds: VendedCredentials) -> bytes:
     return json.dumps(
         {
             "AccessKeyId": creds.access_key_id,
@@ -363,4 +363,4 @@ async def agent_credentials(location_id: str, agent: AgentDep, request: Request)
     creds = runtime.vending.cached_credentials(agent, location_id)
     if creds is None:
         creds = await run_in_threadpool(runtime.vending.credentials, agent, location_id)
-    return Response(content=_container_json(creds), media_type="application/json", headers=NO_STORE)
+    return Response(content=container_json(creds), media_type="application/json", headers=NO_STORE)

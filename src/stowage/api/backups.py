@@ -3,27 +3,22 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import Field
-from starlette.concurrency import run_in_threadpool
 
-from stowage.api.agents import AgentDep
 from stowage.api.deps import PrincipalDep, RuntimeDep
 from stowage.api.schemas import CamelModel, ErrorOut
 from stowage.domain.backups import (
     DEFAULT_DURATION_HOURS,
-    BackupOutcome,
     BackupPhase,
     BackupRequest,
     ClusterResourceMode,
-    VolumeSnapshotRecord,
     clean_list,
 )
 from stowage.domain.schedules import preset_for
-from stowage.services.backups import BackupView, ScheduleView, item_messages
-from stowage.services.runtime import Runtime
+from stowage.services.backups import BackupView, ScheduleView
 
 ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422)}
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -254,99 +249,6 @@ class SchedulePause(CamelModel):
     paused: bool
 
 
-# -- agent protocol schemas ----------------------------------------------------------------------------
-class AgentLogLine(CamelModel):
-    """A log line from the agent."""
-
-    at: datetime
-    level: Annotated[str, Field(max_length=16)] = "info"
-    message: Annotated[str, Field(max_length=8192)]
-
-
-class JobClaimOut(CamelModel):
-    """A claimed job: renew the lease (progress reports) at least every ``leaseSeconds / 4``."""
-
-    id: str
-    kind: str
-    location_id: str
-    lease_seconds: int
-    params: dict[str, Any]
-
-
-class JobProgressIn(CamelModel):
-    """Progress of a running job (also the job's heartbeat)."""
-
-    total_items: Annotated[int, Field(ge=0)] = 0
-    items_backed_up: Annotated[int, Field(ge=0)] = 0
-    logs: Annotated[list[AgentLogLine], Field(max_length=5000)] = Field(default_factory=list)
-
-
-class JobProgressOut(CamelModel):
-    """Keep going (lease renewed) or cancel."""
-
-    cancel: bool
-    lease_seconds: int
-
-
-class SnapshotIn(CamelModel):
-    """An EBS snapshot the agent took."""
-
-    pv_name: Annotated[str, Field(max_length=253)]
-    snapshot_id: Annotated[str, Field(max_length=64)]
-    volume_id: Annotated[str, Field(max_length=64)]
-    availability_zone: Annotated[str, Field(max_length=64)] | None = None
-    region: Annotated[str, Field(max_length=64)]
-
-
-class ItemMessageIn(CamelModel):
-    """A warning or error about one item."""
-
-    message: Annotated[str, Field(max_length=8192)]
-    namespace: Annotated[str, Field(max_length=253)] | None = None
-    resource: Annotated[str, Field(max_length=253)] | None = None
-    name: Annotated[str, Field(max_length=253)] | None = None
-
-
-class JobCompleteIn(CamelModel):
-    """How a backup ended."""
-
-    phase: Literal["Completed", "PartiallyFailed", "Failed"]
-    failure_reason: Annotated[str, Field(max_length=8192)] | None = None
-    total_items: Annotated[int, Field(ge=0)] = 0
-    items_backed_up: Annotated[int, Field(ge=0)] = 0
-    size_bytes: Annotated[int, Field(ge=0)] = 0
-    warnings: Annotated[list[ItemMessageIn], Field(max_length=1000)] = Field(default_factory=list)
-    errors: Annotated[list[ItemMessageIn], Field(max_length=1000)] = Field(default_factory=list)
-    volume_snapshots: Annotated[list[SnapshotIn], Field(max_length=10000)] = Field(default_factory=list)
-    logs: Annotated[list[AgentLogLine], Field(max_length=5000)] = Field(default_factory=list)
-
-    def to_outcome(self) -> BackupOutcome:
-        """The domain outcome."""
-        return BackupOutcome(
-            phase=BackupPhase(self.phase),
-            failure_reason=self.failure_reason,
-            total_items=self.total_items,
-            items_backed_up=self.items_backed_up,
-            size_bytes=self.size_bytes,
-            warnings=item_messages([w.model_dump() for w in self.warnings]),
-            errors=item_messages([e.model_dump() for e in self.errors]),
-            snapshots=tuple(
-                VolumeSnapshotRecord(
-                    pv_name=s.pv_name,
-                    snapshot_id=s.snapshot_id,
-                    volume_id=s.volume_id,
-                    availability_zone=s.availability_zone,
-                    region=s.region,
-                )
-                for s in self.volume_snapshots
-            ),
-        )
-
-
-def _lines(logs: list[AgentLogLine]) -> list[tuple[datetime, str, str]]:
-    return [(line.at, line.level, line.message) for line in logs]
-
-
 # -- users: backups ------------------------------------------------------------------------------------
 BASE = "/projects/{project}/clusters/{cluster}"
 
@@ -463,40 +365,3 @@ def delete_schedule(project: str, cluster: str, principal: PrincipalDep, runtime
     """Remove the schedule; its backups stay until they expire."""
     runtime.backups.delete_schedule(principal, project, cluster)
     return Response(status_code=204)
-
-
-# -- agents: the job protocol ----------------------------------------------------------------------------
-@router.post("/agent/jobs/{job_id}/claim", response_model=JobClaimOut, tags=["agent"])
-async def claim_job(job_id: str, agent: AgentDep, request: Request) -> JobClaimOut:
-    """Take a job handed out in a heartbeat; 409 when another attempt has it or it is no longer New."""
-    runtime: Runtime = request.app.state.runtime
-    claim = await run_in_threadpool(runtime.backups.claim, agent, job_id)
-    return JobClaimOut(
-        id=job_id, kind="backup", location_id=claim.location_id, lease_seconds=claim.lease_seconds, params=claim.params
-    )
-
-
-@router.post("/agent/jobs/{job_id}/progress", response_model=JobProgressOut, tags=["agent"])
-async def job_progress(job_id: str, body: JobProgressIn, agent: AgentDep, request: Request) -> JobProgressOut:
-    """Report progress and log lines; renews the lease; ``cancel`` says to stop (deletion was asked)."""
-    runtime: Runtime = request.app.state.runtime
-    answer = await run_in_threadpool(
-        lambda: runtime.backups.report(
-            agent,
-            job_id,
-            total_items=body.total_items,
-            items_backed_up=body.items_backed_up,
-            lines=_lines(body.logs),
-        )
-    )
-    return JobProgressOut(cancel=answer.cancel, lease_seconds=answer.lease_seconds)
-
-
-@router.post("/agent/jobs/{job_id}/complete", response_model=BackupOut, tags=["agent"])
-async def complete_job(job_id: str, body: JobCompleteIn, agent: AgentDep, request: Request) -> BackupOut:
-    """Report how the job ended (once)."""
-    runtime: Runtime = request.app.state.runtime
-    view = await run_in_threadpool(
-        lambda: runtime.backups.complete(agent, job_id, body.to_outcome(), lines=_lines(body.logs))
-    )
-    return BackupOut.of(view)

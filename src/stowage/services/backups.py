@@ -35,6 +35,7 @@ from stowage.domain.backups import (
     BackupPhase,
     BackupRequest,
     ItemMessage,
+    Problem,
     backup_name_problem,
     backup_prefix,
     request_problems,
@@ -237,9 +238,9 @@ class BackupService:
         problem = backup_name_problem(name)
         if problem:
             raise errors.InvalidInput(problem, field="backupName")
-        _raise_problems(request)
+        raise_problems(request_problems(request))
         with self._db.session() as session:
-            project, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+            project, cluster = load_cluster(session, principal, project_ref, cluster_ref)
             location = _resolve_location(session, project, location_id)
             if session.scalar(select(Backup.id).where(Backup.cluster_id == cluster.id, Backup.name == name)):
                 raise errors.Conflict(
@@ -264,7 +265,7 @@ class BackupService:
         if offset < 0:
             raise errors.InvalidInput("offset must be 0 or more.", field="offset")
         with self._db.session() as session:
-            project, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+            project, cluster = load_cluster(session, principal, project_ref, cluster_ref)
             total = session.scalar(select(func.count()).select_from(Backup).where(Backup.cluster_id == cluster.id))
             rows = session.scalars(
                 select(Backup)
@@ -279,7 +280,7 @@ class BackupService:
         """One backup of a cluster by name (or id)."""
         require(principal, Permission.READ)
         with self._db.session() as session:
-            project, cluster, row = _load_backup(session, principal, project_ref, cluster_ref, name)
+            project, cluster, row = load_backup(session, principal, project_ref, cluster_ref, name)
             return _view(row, project, cluster)
 
     def request_delete(self, principal: Principal, project_ref: str, cluster_ref: str, name: str) -> BackupView:
@@ -287,7 +288,7 @@ class BackupService:
         require(principal, Permission.DELETE_BACKUPS)
         now = self._clock()
         with self._db.session() as session:
-            project, cluster, row = _load_backup(session, principal, project_ref, cluster_ref, name)
+            project, cluster, row = load_backup(session, principal, project_ref, cluster_ref, name)
             if row.phase != BackupPhase.DELETING.value:
                 if row.phase == BackupPhase.IN_PROGRESS.value:
                     row.cancel_requested = True
@@ -305,7 +306,7 @@ class BackupService:
         require(principal, Permission.READ)
         limit = max(1, min(limit, LOG_PAGE_MAX))
         with self._db.session() as session:
-            _, _, row = _load_backup(session, principal, project_ref, cluster_ref, name)
+            _, _, row = load_backup(session, principal, project_ref, cluster_ref, name)
             lines = [
                 LogLine(r.id, r.at, r.level, r.message)
                 for r in session.scalars(
@@ -322,7 +323,7 @@ class BackupService:
         """The resource list of a finished backup (read from the bucket) and its per-item warnings and errors."""
         require(principal, Permission.READ)
         with self._db.session() as session:
-            _, _, row = _load_backup(session, principal, project_ref, cluster_ref, name)
+            _, _, row = load_backup(session, principal, project_ref, cluster_ref, name)
             phase = BackupPhase(row.phase)
             name, prefix, location_id = row.name, row.storage_prefix, row.location_id
             warnings, errors_ = list(row.warnings or []), list(row.errors or [])
@@ -365,10 +366,10 @@ class BackupService:
         problem = schedule_problem(schedule)
         if problem:
             raise errors.InvalidInput(problem, field="schedule")
-        _raise_problems(request)
+        raise_problems(request_problems(request))
         now = self._clock()
         with self._db.session() as session:
-            project, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+            project, cluster = load_cluster(session, principal, project_ref, cluster_ref)
             problem = backup_prefix_problem(prefix, cluster.name)
             if problem:
                 raise errors.InvalidInput(problem, field="backupPrefix")
@@ -392,7 +393,7 @@ class BackupService:
         """A cluster's backup schedule (404 when it has none)."""
         require(principal, Permission.READ)
         with self._db.session() as session:
-            _, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+            _, cluster = load_cluster(session, principal, project_ref, cluster_ref)
             row = _load_schedule(session, cluster)
             return _schedule_view(row, cluster)
 
@@ -401,7 +402,7 @@ class BackupService:
         require(principal, Permission.RUN_BACKUPS)
         now = self._clock()
         with self._db.session() as session:
-            _, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+            _, cluster = load_cluster(session, principal, project_ref, cluster_ref)
             row = _load_schedule(session, cluster)
             if row.paused != paused:
                 row.paused = paused
@@ -413,7 +414,7 @@ class BackupService:
         """Remove a cluster's schedule (its backups stay until they expire)."""
         require(principal, Permission.RUN_BACKUPS)
         with self._db.session() as session:
-            _, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+            _, cluster = load_cluster(session, principal, project_ref, cluster_ref)
             session.delete(_load_schedule(session, cluster))
 
     # -- agents ----------------------------------------------------------------------------------------
@@ -432,7 +433,7 @@ class BackupService:
         """Take a New backup of the agent's own cluster; 409 when it is not (or no longer) claimable."""
         now = self._clock()
         with self._db.session() as session:
-            claimed = _changed(
+            claimed = changed_rows(
                 session,
                 update(Backup)
                 .where(
@@ -552,7 +553,7 @@ class BackupService:
                 if row is None or row.next_run_at != fire_at:
                     continue
                 # Compare and set: the server whose UPDATE moves next_run_at forward owns this run.
-                won = _changed(
+                won = changed_rows(
                     session,
                     update(BackupSchedule)
                     .where(BackupSchedule.id == schedule_id, BackupSchedule.next_run_at == fire_at)
@@ -676,7 +677,7 @@ class BackupService:
         """
         now = self._clock()
         with self._db.session() as session:
-            claimed = _changed(
+            claimed = changed_rows(
                 session,
                 update(Backup)
                 .where(
@@ -813,28 +814,7 @@ class BackupService:
 
     @staticmethod
     def _add_lines(session: Session, backup_id: str, lines: Sequence[tuple[datetime, str, str]]) -> None:
-        if not lines:
-            return
-        count = session.scalar(
-            select(func.count()).select_from(BackupLogLine).where(BackupLogLine.backup_id == backup_id)
-        )
-        room = MAX_LOG_LINES - int(count or 0)
-        if room <= 0:
-            return
-        kept = list(lines[:room])
-        for at, level, message in kept:
-            session.add(
-                BackupLogLine(backup_id=backup_id, at=at, level=level[:16], message=message[:MAX_LOG_LINE_CHARS])
-            )
-        if len(lines) > room:
-            session.add(
-                BackupLogLine(
-                    backup_id=backup_id,
-                    at=kept[-1][0] if kept else utcnow(),
-                    level="warning",
-                    message=f"Log truncated after {MAX_LOG_LINES} lines; the full log is in <name>-logs.gz.",
-                )
-            )
+        add_log_lines(session, BackupLogLine, BackupLogLine.backup_id, backup_id, lines)
 
     def _touch_cluster(self, session: Session, agent: AgentPrincipal, now: datetime) -> None:
         session.execute(
@@ -846,18 +826,43 @@ class BackupService:
 
 
 # -- module helpers ----------------------------------------------------------------------------------
-def _changed(session: Session, statement: Any) -> int:
+def changed_rows(session: Session, statement: Any) -> int:
     """Run a conditional UPDATE and say how many rows it changed (0: another actor got there first)."""
     result = cast(CursorResult[Any], session.execute(statement))
     return int(result.rowcount)
+
+
+def add_log_lines(
+    session: Session, table: Any, owner_column: Any, owner_id: str, lines: Sequence[tuple[datetime, str, str]]
+) -> None:
+    """Store a job's live log lines, at most ``MAX_LOG_LINES`` per job (then one line that says so)."""
+    if not lines:
+        return
+    count = session.scalar(select(func.count()).select_from(table).where(owner_column == owner_id))
+    room = MAX_LOG_LINES - int(count or 0)
+    if room <= 0:
+        return
+    owner = owner_column.key
+    kept = list(lines[:room])
+    for at, level, message in kept:
+        session.add(table(**{owner: owner_id}, at=at, level=level[:16], message=message[:MAX_LOG_LINE_CHARS]))
+    if len(lines) > room:
+        session.add(
+            table(
+                **{owner: owner_id},
+                at=kept[-1][0] if kept else utcnow(),
+                level="warning",
+                message=f"Log truncated after {MAX_LOG_LINES} lines; the full log is in the bucket.",
+            )
+        )
 
 
 def _iso(moment: datetime | None) -> str:
     return moment.isoformat(timespec="seconds") if moment else "never"
 
 
-def _raise_problems(request: BackupRequest) -> None:
-    problems = request_problems(request)
+def raise_problems(problems: Sequence[Problem]) -> None:
+    """Raise ``InvalidInput`` for the first problem, with all of them in ``details.problems``."""
     if problems:
         first = problems[0]
         raise errors.InvalidInput(
@@ -871,7 +876,7 @@ def _label_safe(value: str) -> bool:
     return len(value) <= 63 and all(ch.isalnum() or ch in "-_." for ch in value)
 
 
-def _load_cluster(
+def load_cluster(
     session: Session, principal: Principal, project_ref: str, cluster_ref: str
 ) -> tuple[Project, Cluster]:
     project = load_project(session, principal, project_ref)
@@ -887,10 +892,10 @@ def _load_cluster(
     return project, cluster
 
 
-def _load_backup(
+def load_backup(
     session: Session, principal: Principal, project_ref: str, cluster_ref: str, name: str
 ) -> tuple[Project, Cluster, Backup]:
-    project, cluster = _load_cluster(session, principal, project_ref, cluster_ref)
+    project, cluster = load_cluster(session, principal, project_ref, cluster_ref)
     row = session.scalar(
         select(Backup).where(Backup.cluster_id == cluster.id, or_(Backup.name == name, Backup.id == name))
     )

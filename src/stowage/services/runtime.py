@@ -15,6 +15,8 @@ from stowage.services.clusters import AgentPrincipal, ClusterService
 from stowage.services.locations import LocationService
 from stowage.services.metrics import Metrics
 from stowage.services.policies import PolicyService
+from stowage.services.restores import WORK_KIND as RESTORE_KIND
+from stowage.services.restores import RestoreService
 from stowage.services.scheduler import RevalidationScheduler
 from stowage.services.tenancy import TenancyService
 from stowage.services.users import UserService
@@ -42,6 +44,7 @@ class Runtime:
     clusters: ClusterService
     vending: VendingService
     backups: BackupService
+    restores: RestoreService
     generated_admin_token: str | None = field(default=None)
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -89,14 +92,25 @@ class Runtime:
             delete_timeout_seconds=settings.backup_delete_timeout_seconds,
         )
 
+        restores = RestoreService(
+            db=db,
+            lease_seconds=settings.backup_lease_seconds,
+            start_timeout_seconds=settings.backup_start_timeout_seconds,
+        )
+
         def work(agent: AgentPrincipal) -> list[WorkItem]:
-            return [WorkItem(id=i, kind=WORK_KIND, location_id=loc, params=p) for i, loc, p in backups.work_for(agent)]
+            jobs = [WorkItem(id=i, kind=WORK_KIND, location_id=loc, params=p) for i, loc, p in backups.work_for(agent)]
+            jobs += [
+                WorkItem(id=i, kind=RESTORE_KIND, location_id=loc, params=p) for i, loc, p in restores.work_for(agent)
+            ]
+            return jobs
 
         clusters.set_work_source(work)
         scheduler = RevalidationScheduler(
             db=db,
             locations=locations,
             backups=backups,
+            restores=restores,
             concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
@@ -125,6 +139,7 @@ class Runtime:
             clusters=clusters,
             vending=vending,
             backups=backups,
+            restores=restores,
             generated_admin_token=generated,
             metrics=metrics,
         )

@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from stowage.services.backups import BackupService
 from stowage.services.locations import LocationService
+from stowage.services.restores import RestoreService
 from stowage.store.database import Database
 
 log = logging.getLogger("stowage.scheduler")
@@ -38,12 +39,14 @@ class RevalidationScheduler:
         db: Database,
         locations: LocationService,
         backups: BackupService | None = None,
+        restores: RestoreService | None = None,
         concurrency: int = 4,
         tick_seconds: int = 60,
     ) -> None:
         self._db = db
         self._locations = locations
         self._backups = backups
+        self._restores = restores
         self._concurrency = concurrency
         self._worker: asyncio.Task[None] | None = None
         connector: Any = (
@@ -75,7 +78,7 @@ class RevalidationScheduler:
                     )
 
         self.revalidate_task = revalidate
-        backups = self._backups
+        backups, restores = self._backups, self._restores
         if backups is None:
             return
 
@@ -86,6 +89,8 @@ class RevalidationScheduler:
         async def backups_tick(timestamp: int) -> None:
             try:
                 await asyncio.to_thread(backups.tick)
+                if restores is not None:
+                    await asyncio.to_thread(restores.fail_lost_jobs)
             except Exception:
                 log.warning("the backups tick failed unexpectedly", exc_info=True)
 

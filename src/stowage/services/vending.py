@@ -36,6 +36,7 @@ from stowage.domain.clusters import (
     session_policy_problem,
 )
 from stowage.domain.locations import AgentAccess, LocationSpec, Provider, StaticCredentials, StsCredentials
+from stowage.domain.policies import Policy
 from stowage.domain.regions import partition_for_region
 from stowage.services.clusters import AgentPrincipal
 from stowage.services.metrics import Metrics
@@ -297,6 +298,31 @@ class VendingService:
         hit = self._creds.get(key)
         if hit is not None and self._clock() < hit.refresh_at:
             return hit
+        vended = self._assume(agent, location, self._session_policy(location, agent.cluster_id))
+        with self._lock:
+            if len(self._creds) > _CREDS_SOFT_LIMIT:
+                now = self._clock()
+                self._creds = {k: v for k, v in self._creds.items() if v.expiration.timestamp() > now}
+            self._creds[key] = vended
+        return vended
+
+    def job_credentials(
+        self, agent: AgentPrincipal, location_id: str, policy_of: Callable[[LocationSpec, str], Policy]
+    ) -> VendedCredentials:
+        """Credentials confined to one job (``policy_of(spec, partition)`` gives its session policy).
+
+        Not cached here: the broker already caches per (role, External ID, session policy), so every poll of
+        the same job's credentials is answered from memory until they are due for refresh.
+        """
+        location = self._location(location_id)
+        self._authorize(agent, location)
+        rendered = render_compact(policy_of(location.spec, location.partition))
+        problem = session_policy_problem(rendered)
+        if problem:
+            raise errors.Conflict(problem, details={"reason": "session_policy_too_long"})
+        return self._assume(agent, location, rendered)
+
+    def _assume(self, agent: AgentPrincipal, location: _Location, session_policy: str) -> VendedCredentials:
         creds = location.spec.credentials
         assert isinstance(creds, StsCredentials)  # _authorize refused everything else
         temporary = self._broker.credentials(
@@ -304,7 +330,7 @@ class VendingService:
             external_id=location.external_id,
             session_name=agent_session_name(location.project_name, agent.cluster_name),
             region=location.spec.region,
-            session_policy=self._session_policy(location, agent.cluster_id),
+            session_policy=session_policy,
         )
         expires = temporary.expiration_epoch
         if expires is None:  # STS always sets one; a stand-in keeps the contract's shape
@@ -317,11 +343,6 @@ class VendingService:
             refresh_at=expires - self._refresh,
         )
         self._audit(agent, location, vended)
-        with self._lock:
-            if len(self._creds) > _CREDS_SOFT_LIMIT:
-                now = self._clock()
-                self._creds = {k: v for k, v in self._creds.items() if v.expiration.timestamp() > now}
-            self._creds[key] = vended
         return vended
 
     def agent_location(self, agent: AgentPrincipal, location_id: str) -> AgentLocation:

@@ -302,3 +302,68 @@ class BackupSchedule(Base):
     last_run_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Restore(Base):
+    """A restore of one backup into a destination cluster of the same project (or a dry-run preview of it)."""
+
+    __tablename__ = "restores"
+    __table_args__ = (
+        UniqueConstraint("destination_cluster_id", "name", name="uq_restores_destination_name"),
+        Index("ix_restores_destination_created", "destination_cluster_id", "created_at"),
+        Index("ix_restores_phase", "phase"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    destination_cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"))
+    # The backup may be deleted later; the restore's record keeps what it came from.
+    source_cluster_id: Mapped[str] = mapped_column(String(36))
+    backup_id: Mapped[str | None] = mapped_column(String(36), default=None)
+    backup_name: Mapped[str] = mapped_column(String(63))
+    location_id: Mapped[str] = mapped_column(String(36))
+    source_prefix: Mapped[str] = mapped_column(String(1024))
+    destination_prefix: Mapped[str] = mapped_column(String(1024))
+    name: Mapped[str] = mapped_column(String(63))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str] = mapped_column(String(16), default="New")
+    failure_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    total_items: Mapped[int] = mapped_column(Integer, default=0)
+    items_restored: Mapped[int] = mapped_column(Integer, default=0)
+    # Counts per item action (created, updated, skipped, failed; create, skip, conflict in previews).
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Problems found ahead (previews): missing CRDs, StorageClasses, NodePort clashes, ...
+    problems: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_report_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RestoreItem(Base):
+    """What happened (or would happen, in a preview) to one item of a restore."""
+
+    __tablename__ = "restore_items"
+    __table_args__ = (Index("ix_restore_items_restore_seq", "restore_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    restore_id: Mapped[str] = mapped_column(ForeignKey("restores.id", ondelete="CASCADE"))
+    api_version: Mapped[str] = mapped_column(String(253))
+    kind: Mapped[str] = mapped_column(String(253))
+    namespace: Mapped[str | None] = mapped_column(String(253), default=None)
+    name: Mapped[str] = mapped_column(String(253))
+    action: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class RestoreLogLine(Base):
+    """One line of a restore's live log."""
+
+    __tablename__ = "restore_log_lines"
+    __table_args__ = (Index("ix_restore_log_lines_restore_seq", "restore_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    restore_id: Mapped[str] = mapped_column(ForeignKey("restores.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column()
+    level: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text)
