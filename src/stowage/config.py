@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -53,6 +54,8 @@ class Settings(BaseSettings):
     # Upper bound of deleting one backup's objects and snapshots; past it the backup is Failed with the reason.
     backup_delete_timeout_seconds: int = Field(default=600, ge=5, le=86400)
     log_level: str = "INFO"
+    # Server log lines: one JSON object each (for collectors) or text (for people at a terminal).
+    log_format: Literal["json", "text"] = "json"
 
     @field_validator("sts_duration_seconds")
     @classmethod

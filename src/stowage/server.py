@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from stowage import __version__, web
+from stowage import __version__, logs, web
 from stowage.api import errors
 from stowage.api.agents import router as agents_router
 from stowage.api.backups import router as backups_router
@@ -100,6 +100,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(runtime.metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     app.add_middleware(BodyLimit)
+    # Outermost of ours: every answer (a 413 too) carries the request id, and every line logged under it.
+    app.add_middleware(logs.RequestIds)
     return app
 
 
@@ -108,24 +110,39 @@ def serve(
     port: int = typer.Option(None, help="Port to listen on (default STOWAGE_PORT or 8080)."),
 ) -> None:
     """Start the Stowage control plane (API and web UI)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = Settings()
+    logs.configure(settings.log_level, settings.log_format)
+    log = logging.getLogger("stowage.server")
     if host:
         settings.host = host
     if port:
         settings.port = port
     runtime = Runtime.start(settings)
     if runtime.generated_admin_token:
-        # Printed once: only its hash is kept in the database.
-        print(
-            f"\nAdmin token (shown once, also saved to {settings.data_dir / 'admin-token'}):\n"
-            f"  {runtime.generated_admin_token}\n",
-            file=sys.stderr,
-            flush=True,
-        )
-    print(
-        f"Stowage listening on http://{settings.host}:{settings.port}  (data: {settings.data_dir})",
-        file=sys.stderr,
-        flush=True,
+        token_file = settings.data_dir / "admin-token"
+        if sys.stderr.isatty():
+            # A person is watching: show it once. Only its hash is kept in the database.
+            print(
+                f"\nAdmin token (shown once, also saved to {token_file}):\n  {runtime.generated_admin_token}\n",
+                file=sys.stderr,
+                flush=True,
+            )
+        # Never into a collected log: the line says where the token is, not what it is.
+        log.warning("admin token generated", extra={"file": str(token_file)})
+    log.info(
+        "listening",
+        extra={
+            "url": f"http://{settings.host}:{settings.port}",
+            "dataDir": str(settings.data_dir),
+            "version": __version__,
+        },
     )
-    uvicorn.run(create_app(runtime), host=settings.host, port=settings.port, log_level="warning")
+    # log_config=None: uvicorn keeps its loggers as logs.configure left them (JSON, redacted, request ids).
+    uvicorn.run(
+        create_app(runtime),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        log_level=settings.log_level.lower(),
+        access_log=True,
+    )
