@@ -143,28 +143,53 @@ class _Log:
 
 
 class _ResourceList:
-    """``-resource-list.json.gz`` written as items come (they arrive grouped by kind, sorted by etcd)."""
+    """``-resource-list.json.gz`` written as items come (grouped by kind: targets are planned kind by kind).
+
+    Velero sorts each kind's entries. Lists served from etcd arrive sorted already; the few that are not (e.g.
+    componentstatuses, aggregated APIs) are small. So a kind's entries are held until ``SORT_LIMIT`` and
+    sorted; past that they are streamed in arrival order, which keeps memory flat for huge kinds.
+    """
+
+    SORT_LIMIT = 10000
 
     def __init__(self) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
         self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
         self._current: str | None = None
+        self._held: list[str] | None = []
         self._first_entry = True
         self._gzip.write(b"{")
 
+    def _write_entries(self, entries: list[str]) -> None:
+        for entry in entries:
+            self._gzip.write((b"" if self._first_entry else b",") + json.dumps(entry).encode())
+            self._first_entry = False
+
+    def _end_kind(self) -> None:
+        if self._current is None:
+            return
+        if self._held is not None:
+            self._write_entries(sorted(self._held))
+        self._gzip.write(b"]")
+
     def add(self, key: str, entry: str) -> None:
         if key != self._current:
-            if self._current is not None:
-                self._gzip.write(b"],")
-            # Targets are planned resource by resource (namespaces inside), so a kind never comes back later.
+            self._end_kind()
+            self._gzip.write((b"," if self._current is not None else b"") + json.dumps(key).encode() + b":[")
             self._current = key
-            self._gzip.write(json.dumps(key).encode() + b":[")
+            self._held = []
             self._first_entry = True
-        self._gzip.write((b"" if self._first_entry else b",") + json.dumps(entry).encode())
-        self._first_entry = False
+        if self._held is None:
+            self._write_entries([entry])
+            return
+        self._held.append(entry)
+        if len(self._held) > self.SORT_LIMIT:
+            self._write_entries(sorted(self._held))
+            self._held = None
 
     def finish(self) -> bytes:
-        self._gzip.write(b"]}" if self._current is not None else b"}")
+        self._end_kind()
+        self._gzip.write(b"}")
         self._gzip.close()
         self._file.seek(0)
         data = self._file.read()
@@ -668,6 +693,8 @@ class _Engine:
             self.check_cancelled()
             written: Written = tar.close()
             tar = None
+            # Every item is known now: the last report carries the exact total, not the estimate.
+            self.state.estimated_total = 0
             self.progress(force=True)
             return self.finish(written, resource_list)
         except Cancelled:
