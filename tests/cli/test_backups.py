@@ -291,6 +291,7 @@ def test_list_and_show(stowage: Run, server: StowageServer, cluster: dict[str, A
     lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in shown.stdout.splitlines() if "  " in line)
     assert lines["Phase"] == "Failed" and lines["Failure reason"] == reason
     assert lines["Items"] == "0/3" and lines["Namespaces"] == "all" and lines["Keep for"] == "720 h"
+    assert (lines["Warnings"], lines["Errors"], lines["Volume snapshots"]) == ("0", "0", "0")
     by_id = _json(stowage("backups", "show", cluster["id"], page["items"][0]["id"], "-o", "json"))
     assert by_id["backupName"] == "broken" and by_id["failureReason"] == reason
     missing = stowage("backups", "show", cluster["name"], "nope")

@@ -209,9 +209,10 @@ def backup_text(backup: dict[str, Any]) -> str:
             ("Failure reason", backup.get("failureReason")),
             ("Items", _items(backup)),
             ("Size", human_size(backup.get("sizeBytes"))),
-            ("Warnings", backup.get("warnings")),
-            ("Errors", backup.get("errors")),
-            ("Volume snapshots", backup.get("volumeSnapshots")),
+            # As text: the table renderer shows a bare 0 as "-", and no warnings is worth saying.
+            ("Warnings", str(backup.get("warnings", 0))),
+            ("Errors", str(backup.get("errors", 0))),
+            ("Volume snapshots", str(backup.get("volumeSnapshots", 0))),
             ("Location", f"{backup.get('backupLocationName')} ({backup.get('backupLocationId')})"),
             ("Storage prefix", backup.get("storagePrefix")),
             *filters,
@@ -524,20 +525,20 @@ def delete_backup(
             )
         path = _backups(project, backup["clusterId"], backup["id"])
         deleting: dict[str, Any] = client.delete(path)
-        final = _wait_until_gone(client, path, interval) if wait else deleting
+        failed = _wait_until_gone(client, path, interval) if wait else None
     if conn.json:
-        # Gone: the backup as the deletion was accepted; Failed: the backup with the reason.
-        echo_json(final or deleting)
-    elif not wait:
+        # Failed: the backup with the reason; otherwise the backup as the deletion was accepted (Deleting).
+        echo_json(failed or deleting)
+    elif failed is None and wait:
+        typer.echo(f"Deleted backup {deleting['backupName']}: its objects and EBS snapshots are removed.")
+    elif failed is None:
         typer.echo(
             f"Deleting backup {deleting['backupName']}: its objects in location {deleting['backupLocationName']} "
             "and its EBS snapshots are being removed."
         )
-    elif final is None:
-        typer.echo(f"Deleted backup {deleting['backupName']}: its objects and EBS snapshots are removed.")
-    if wait and final is not None:
-        fail(f"deleting backup {final['backupName']} failed: {final.get('failureReason') or 'no reason given.'}",
-             EXIT_API_ERROR)  # fmt: skip
+    if failed is not None:
+        reason = failed.get("failureReason") or "no reason given."
+        fail(f"deleting backup {failed['backupName']} failed: {reason}", EXIT_API_ERROR)
 
 
 def _wait_until_gone(client: StowageClient, path: str, interval: float) -> dict[str, Any] | None:
