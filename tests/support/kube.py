@@ -49,9 +49,7 @@ BUILD_SCRIPT = REPO / "scripts" / "kube-apiserver"
 def apiserver_binary() -> Path:
     """The cached kube-apiserver binary (built on first use by scripts/kube-apiserver); RuntimeError if it fails."""
     try:
-        answer = subprocess.run(
-            [str(BUILD_SCRIPT)], capture_output=True, text=True, check=True, timeout=3600, cwd=REPO
-        )
+        answer = subprocess.run([str(BUILD_SCRIPT)], capture_output=True, text=True, check=True, timeout=3600, cwd=REPO)
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as exc:
         detail = getattr(exc, "stderr", "") or str(exc)
         raise RuntimeError(f"scripts/kube-apiserver could not build the apiserver: {str(detail)[-2000:]}") from exc
@@ -191,9 +189,7 @@ def start_kube_apiserver(
         context = ssl.create_default_context(cafile=str(tls.ca_path))
 
         def ready() -> bool:
-            answer = httpx.get(
-                f"{url}/readyz", headers={"Authorization": f"Bearer {token}"}, verify=context, timeout=5
-            )
+            answer = httpx.get(f"{url}/readyz", headers={"Authorization": f"Bearer {token}"}, verify=context, timeout=5)
             return answer.status_code == 200
 
         wait_until(ready, timeout=timeout, what="kube-apiserver", proc=apiserver, log=log)

@@ -128,7 +128,8 @@ class _Log:
     def __call__(self, level: str, message: str) -> None:
         moment = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
         line = f"time={json.dumps(moment)} level={level} msg={json.dumps(message)} backup=velero/{self._backup}\n"
-        self._gzip.write(line.encode())
+        if not self._gzip.closed:  # lines after the log was uploaded still reach the live log
+            self._gzip.write(line.encode())
         # A broken live log must not break the backup.
         with contextlib.suppress(Exception):
             self._sink(level, message)
@@ -373,7 +374,15 @@ class _Engine:
     def resources(self) -> list[ApiResource]:
         seen_cohabiting: set[str] = set()
         chosen: list[ApiResource] = []
-        for resource in kube.discover(self.api):
+        try:
+            discovered = kube.discover(self.api)
+        except ApiException as exc:
+            if exc.status == 0 or exc.status >= 500:
+                raise KubeUnreachable(f"discovery: {exc.status} {exc.reason}") from exc
+            raise
+        except Exception as exc:  # urllib3/socket errors: the apiserver is unreachable
+            raise KubeUnreachable(f"discovery: {type(exc).__name__}: {exc}") from exc
+        for resource in discovered:
             gr = resource.group_resource
             if gr in AUTO_EXCLUDED:
                 continue
