@@ -383,6 +383,8 @@ def test_schedule_set_show_pause_resume_delete(stowage: Run, cluster: dict[str, 
     assert saved["namespaces"] == ["shop"] and saved["excludedResources"] == ["secrets"]
     assert (saved["includeClusterResourceMode"], saved["durationInHours"]) == ("Always", 168)
     assert saved["includeAllDisks"] is True and saved["labelSelector"] == "tier=db"
+    primary = _json(stowage("locations", "show", "primary", "-o", "json"))["location"]
+    assert saved["backupLocationId"] == primary["id"]  # the name was resolved to the id
     assert datetime.fromisoformat(saved["nextRunAt"]).weekday() == 6
 
     shown = stowage("backups", "schedule", "show", name)

@@ -25,6 +25,7 @@ from stowage.cli.common import (
     fail,
     project_path,
 )
+from stowage.cli.locations import resolve
 from stowage.cli.render import NONE, echo_json, fields, table, when, yes_no
 from stowage.domain.backups import DEFAULT_DURATION_HOURS, ClusterResourceMode
 from stowage.domain.schedules import PRESETS
@@ -622,6 +623,9 @@ def set_schedule(
         ),
     }  # fmt: skip
     with api(server, token, output) as (client, conn):
+        if location:
+            # The schedule keeps the location reference as given; an id survives a rename of the location.
+            body["backupLocationId"] = resolve(client, project, location)["id"]
         saved: dict[str, Any] = client.request("PUT", _schedule(project, cluster), body=body)
     if conn.json:
         echo_json(saved)
