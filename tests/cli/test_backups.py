@@ -9,6 +9,7 @@ real bucket (contents read from it, a deletion that succeeds) runs against minis
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import re
 import threading
@@ -22,7 +23,7 @@ import httpx
 import pytest
 from typer.testing import Result
 
-from stowage.cli.backups import PRESET_CRONS, SchedulePreset, bar, duration, human_size
+from stowage.cli.backups import PRESET_CRONS, ProgressLine, SchedulePreset, bar, duration, human_size
 from stowage.domain.schedules import PRESETS
 from tests.agents.helpers import agent_client, create_location, register
 from tests.cli.conftest import Run, invoke
@@ -146,6 +147,24 @@ def test_sizes_durations_and_the_bar_read_well() -> None:
     assert duration(start, None) == "-"
     line = bar({"backupName": "b", "phase": "InProgress", "progress": {"totalItems": 10, "itemsBackedUp": 5}})
     assert line == "b  InProgress  [" + "#" * 15 + "-" * 15 + "]  5/10 items"
+
+
+def test_the_bar_redraws_in_place_on_a_terminal_and_adds_lines_elsewhere() -> None:
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    states = [
+        {"backupName": "b", "phase": "InProgress", "progress": {"totalItems": 4, "itemsBackedUp": n}} for n in (1, 1, 4)
+    ]
+    tty, log = Terminal(), io.StringIO()
+    for stream in (tty, log):
+        line = ProgressLine(stream)
+        for state in states:
+            line.show(state)
+        line.close()
+    assert tty.getvalue() == f"\r\x1b[2K{bar(states[0])}\r\x1b[2K{bar(states[2])}\n"
+    assert log.getvalue() == f"{bar(states[0])}\n{bar(states[2])}\n"  # unchanged progress is not repeated
 
 
 # -- create ----------------------------------------------------------------------------------------------
