@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from stowage.agent import health
 from stowage.agent.access import AccessProblem, open_location, probe
 from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
@@ -69,6 +70,18 @@ def agent(
     context: Annotated[
         str | None, typer.Option("--context", help="Kubeconfig context to use (default: the current one).")
     ] = None,
+    health_port: Annotated[
+        int,
+        typer.Option(
+            "--health-port",
+            envvar="STOWAGE_AGENT_HEALTH_PORT",
+            help="Serve /healthz (200 while connected, 503 when disconnected for 3 intervals) and /livez on this "
+            "port; 0: off.",
+        ),
+    ] = 0,
+    health_address: Annotated[
+        str, typer.Option("--health-address", envvar="STOWAGE_AGENT_HEALTH_ADDRESS", help="Address of the health port.")
+    ] = "127.0.0.1",
     once: Annotated[bool, typer.Option("--once", help="Send one heartbeat and exit (0 when it worked).")] = False,
     check: Annotated[
         str | None,
@@ -104,6 +117,7 @@ def agent(
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+
         def kube() -> Any:
             # Imported on first use: a heartbeat-only agent never loads the Kubernetes client.
             from stowage.agent.kube import api_client
@@ -117,7 +131,11 @@ def agent(
             backoff=Backoff(1.0, max(1.0, backoff_cap)),
             handlers={WORK_KIND: BackupJobs(control, log=log, kube=kube)},
         )
-        raise typer.Exit(runner.run(once=once))
+        probes = health.serve(runner, health_address, health_port) if health_port else None
+        try:
+            raise typer.Exit(runner.run(once=once))
+        finally:
+            health.closing(probes)()
     finally:
         control.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,12 @@ class AgentRunner:
         self.version = version
         self.connected = False
         self.heartbeats = 0
+        # Read by the optional health port (stowage.agent.health): monotonic times and the current interval.
+        self.started_at = time.monotonic()
+        self.last_contact: float | None = None
+        self.interval = DEFAULT_INTERVAL_SECONDS
+        # A job runs inside a tick and reports on its own: no heartbeats then, but not disconnected either.
+        self.working = False
 
     def run(self, *, once: bool = False) -> int:
         """Heartbeat until stopped (or once); 0 on a clean stop, 1 when ``once`` failed."""
@@ -61,6 +68,7 @@ class AgentRunner:
             # A revoked or rotated token: keep trying (a mounted token file may be updated), but slowly.
             return self._retry("agent.rejected", exc.message, status=exc.status, code=exc.code)
         self.heartbeats += 1
+        self.last_contact = time.monotonic()
         if not self.connected:
             self.log.info(
                 "agent.connected",
@@ -76,7 +84,8 @@ class AgentRunner:
         for item in answer.get("work") or []:
             self._dispatch(item)
         interval = answer.get("intervalSeconds")
-        return max(MIN_INTERVAL_SECONDS, float(interval) if isinstance(interval, int | float) else 30.0)
+        self.interval = max(MIN_INTERVAL_SECONDS, float(interval) if isinstance(interval, int | float) else 30.0)
+        return self.interval
 
     def _retry(self, event: str, error: str, **fields: Any) -> float:
         delay = self.backoff.next()
@@ -94,9 +103,12 @@ class AgentRunner:
             self.log.warning("agent.work.unsupported", workId=item.get("id"), kind=kind)
             return
         self.log.info("agent.work.start", workId=item.get("id"), kind=kind)
+        self.working = True
         try:
             handler(item)
         except Exception as exc:  # noqa: BLE001 - one failed job must not stop the agent
             self.log.error("agent.work.failed", workId=item.get("id"), kind=kind, error=f"{type(exc).__name__}: {exc}")
             return
+        finally:
+            self.working = False
         self.log.info("agent.work.done", workId=item.get("id"), kind=kind)
