@@ -431,28 +431,6 @@ class _Engine:
             return True
         return self.related_only and resource.group_resource in RELATED_CLUSTER_RESOURCES
 
-    def estimate(self, namespaced: list[_Target], cluster: list[_Target]) -> int:
-        """Items the lists will return (``limit=1`` counts); related-only cluster lists are counted as met."""
-        selector = self.request.label_selector
-        counted: list[tuple[_Target, int]] = []
-        for target in namespaced:
-            counted.append((target, 1))
-            if target.namespace is None:
-                counted.extend((_Target(target.resource, ns), -1) for ns in self.request.excluded_namespaces)
-        if not self.related_only:
-            counted.extend((target, 1) for target in cluster)
-
-        def one(entry: tuple[_Target, int]) -> int:
-            target, sign = entry
-            try:
-                found = kube.count_items(self.api, target.resource, namespace=target.namespace, label_selector=selector)
-            except Exception:  # noqa: BLE001 - an estimate only; the list itself reports problems
-                return 0
-            return sign * (found or 0)
-
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="kube-count") as pool:
-            return max(0, sum(pool.map(one, counted)))
-
     # -- items ------------------------------------------------------------------------------------------
     def write_item(
         self, tar: TarGzWriter, resources: _ResourceList, resource: ApiResource, item: dict[str, Any], text: str
@@ -576,6 +554,7 @@ class _Engine:
 
     def stream(self, tar: TarGzWriter, resources: _ResourceList, targets: list[_Target]) -> None:
         fetcher = _Fetcher(self.api, targets, self.request.label_selector, self.page_size)
+        current: _Target | None = None
         try:
             for kind, target, payload in fetcher:
                 self.check_cancelled()
@@ -595,6 +574,9 @@ class _Engine:
                         ItemMessage(f"A page of {resource.group_resource} was not valid JSON: {exc}", target.namespace)
                     )
                     continue
+                if target != current:
+                    current = target
+                    self.state.estimated_total += len(page.items) + (page.remaining or 0)
                 for item, text in page.items:
                     if self.keep(resource, item):
                         self.write_item(tar, resources, resource, item, text)
@@ -685,7 +667,8 @@ class _Engine:
             for ns in missing:
                 self.warn(ItemMessage(f"Namespace {ns} does not exist in the cluster; nothing to back up there.", ns))
             namespaced, cluster = self.plan(resources, sorted(ns for ns in found if ns in request.namespaces))
-            self.state.estimated_total = self.estimate(namespaced, cluster) + len(found)
+            # The total grows as lists start: each first page tells how many items its list holds.
+            self.state.estimated_total = len(found)
             self.progress(force=True)
             self.check_cancelled()
 
@@ -756,12 +739,16 @@ class _Engine:
         )
         objects = self.objects
         entries = [velero.ManifestEntry(objects.tarball, written.size, written.sha256)]
-        entries.append(self.put(objects.resource_list, resource_list.finish()))
-        entries.append(self.put(objects.results, self.results_gz()))
         # Go's encoding of an empty (nil) snapshot slice is null; the volume-info list is always a list.
         snapshots = state.velero_snapshots or None
-        entries.append(self.put(objects.volume_snapshots, gzip.compress(velero.encode_json(snapshots), mtime=0)))
-        entries.append(self.put(objects.volume_info, gzip.compress(velero.encode_json(state.volume_infos), mtime=0)))
+        side = [
+            (objects.resource_list, resource_list.finish()),
+            (objects.results, self.results_gz()),
+            (objects.volume_snapshots, gzip.compress(velero.encode_json(snapshots), mtime=0)),
+            (objects.volume_info, gzip.compress(velero.encode_json(state.volume_infos), mtime=0)),
+        ]
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="s3-side-files") as pool:
+            entries.extend(pool.map(lambda pair: self.put(*pair), side))
         completed = _now()
         document = velero.backup_document(
             name=self.job.backup_name,
