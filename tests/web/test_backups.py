@@ -303,7 +303,8 @@ def test_schedule_presets_custom_cron_pause_and_never(admin: WebClient, cluster:
     )
     assert custom.status_code == 303
     tab = admin.get(url + "/backups")
-    assert "Custom: 30 2 * * *" in tab.text
+    summary = re.search(r'data-testid="schedule-summary".*?</section>', tab.text, flags=re.S)
+    assert summary and "Custom cron expression <code>30 2 * * *</code>" in summary.group(0)
     with admin.server.client() as api:
         stored = api.get(f"/api/v1/projects/{PROJECT}/clusters/{name}/backup-schedule").json()
     assert stored["schedule"] == "30 2 * * *" and stored["backupPrefix"] == "nightly" and stored["namespaces"] == []

@@ -437,7 +437,7 @@ def _schedule_label(schedule: ScheduleView | None) -> str:
         return ""
     key = preset_for(schedule.schedule)
     preset = next(p for p in PRESETS if p.key == key)
-    return f"Custom: {schedule.schedule}" if preset.cron is None else preset.label
+    return preset.label
 
 
 @router.get("/projects/{project}/settings/clusters/{cluster_id}/backups")

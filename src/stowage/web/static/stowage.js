@@ -714,6 +714,15 @@
       });
   }
 
+  /* -- a notice is said once: a reload (the live page reloads itself) does not repeat it --------------- */
+  if ($("[data-backup-live], #backups-list")) {
+    const url = new URL(window.location.href);
+    if (url.searchParams.has("notice")) {
+      url.searchParams.delete("notice");
+      window.history.replaceState(null, "", url);
+    }
+  }
+
   /* -- a backup's page: phase, progress and new log lines, live while it runs ------------------------- */
   const live = $("[data-backup-live]");
   if (live) initLive(live);
@@ -724,10 +733,9 @@
     let after = Number(root.dataset.after || "0");
     const log = $("[data-live-log]", root);
     const empty = $("[data-live-log-empty]", root);
-    const badge = $("[data-live-phase]", root);
+    const items = $("[data-live-items]", root);
     const bar = $("[data-live-bar]", root);
     const progress = $("[data-live-progress]", root);
-    const hint = $("[data-live-hint]", root);
     const state = $("[data-live-log-state]", root);
 
     function appendLines(lines) {
@@ -759,12 +767,7 @@
         bar.textContent = `${data.percent}%`;
       }
       if (progress) progress.textContent = `${data.itemsBackedUp} of ${data.totalItems} items (${data.percent}%)`;
-      if (badge && data.phase !== root.dataset.phase) {
-        badge.textContent = data.phaseLabel;
-        badge.className = `badge badge-phase-${data.phaseKey}`;
-        if (hint && data.phase === "InProgress") hint.textContent = "Running: this page updates by itself.";
-        root.dataset.phase = data.phase;
-      }
+      if (items) items.textContent = `${data.itemsBackedUp} of ${data.totalItems} backed up`;
     }
 
     async function poll() {
@@ -788,13 +791,13 @@
         setTimeout(poll, 5000);
         return;
       }
-      const phaseBefore = root.dataset.phase;
-      update(data);
-      // It ended (or is being deleted): the whole page again, with its reason, size, times and contents.
-      if (!startedFinished && (data.finished || data.phase === "Deleting") && data.phase !== phaseBefore) {
+      // A new phase (started, ended, being deleted): the whole page again, with its times, reason, size
+      // and contents; within a phase only the progress and the log change, and they change in place.
+      if (data.phase !== root.dataset.phase) {
         window.location.reload();
         return;
       }
+      update(data);
       if (data.finished && data.logsFinished) {
         if (state) state.textContent = "";
         return;
