@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 import botocore.config
-
 from tests.support.kube import KubeApiserver, start_kube_apiserver
 from tests.support.processes import free_port, spawn, stop, wait_until
 
@@ -104,7 +103,9 @@ def configmap(i: int) -> dict[str, Any]:
         "data": {
             "application.yaml": (
                 f"server:\n  port: {8000 + i % 1000}\n  name: svc-{i}\nlogging:\n  level: info\n"
-                + "feature.flags: " + ",".join(f"flag-{(i + k) % 50}" for k in range(20)) + "\n"
+                + "feature.flags: "
+                + ",".join(f"flag-{(i + k) % 50}" for k in range(20))
+                + "\n"
             )
             * 3,
             "db.url": f"postgresql://db-{i % 13}.bench.svc:5432/app_{i}",
@@ -186,7 +187,9 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
-def run_engine(server: KubeApiserver, s3_url: str, name: str, namespaces: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def run_engine(
+    server: KubeApiserver, s3_url: str, name: str, namespaces: list[str], args: argparse.Namespace
+) -> dict[str, Any]:
     """The engine in a child process; its JSON figures."""
     answer = subprocess.run(
         [
@@ -330,7 +333,9 @@ def main() -> None:
                     flush=True,
                 )
             print()
-            print("| objects | items | wall s | objects/s | peak RSS MiB | bare list s | upload s | tar.gz MiB | ratio |")
+            print(
+                "| objects | items | wall s | objects/s | peak RSS MiB | bare list s | upload s | tar.gz MiB | ratio |"
+            )
             print("|---|---|---|---|---|---|---|---|---|")
             for r in rows:
                 print(
@@ -340,7 +345,8 @@ def main() -> None:
             smallest, largest = rows[0], rows[-1]
             rss_ratio = largest["rss_mib"] / smallest["rss_mib"]
             print(
-                f"\ngoals: rate >= {GOAL_RATE:.0f}/s: {'met' if min(r['rate'] for r in rows) >= GOAL_RATE else 'MISSED'}; "
+                f"\ngoals: rate >= {GOAL_RATE:.0f}/s: "
+                f"{'met' if min(r['rate'] for r in rows) >= GOAL_RATE else 'MISSED'}; "
                 f"ratio <= {GOAL_RATIO}: {'met' if max(r['ratio'] for r in rows) <= GOAL_RATIO else 'MISSED'}; "
                 f"RSS {largest['objects']:,}/{smallest['objects']:,} = {rss_ratio:.2f} (<= {GOAL_RSS_RATIO}) and "
                 f"{largest['rss_mib']:.0f} MiB (< {GOAL_RSS_MIB}): "
