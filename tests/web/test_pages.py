@@ -87,8 +87,11 @@ def test_wizard_without_aws_identity_offers_static_keys_and_says_why(admin: WebC
         assert label in page.text
     assert page.text.count("<option value=") > 30  # the regions list
     policies = admin.get("/ui/projects/default/policies", params={"bucket": "acme-backups", "region": "eu-west-1"})
-    assert policies.status_code == 409
-    assert "STS method is unavailable" in policies.json()["message"]
+    # The permission policy needs no AWS identity (static keys use it too); only the trust policy is absent.
+    assert policies.status_code == 200
+    assert "acme-backups" in policies.json()["permissionPolicy"]
+    assert "trustPolicy" not in policies.json()
+    assert "STS method is unavailable" in policies.json()["trustPolicyUnavailable"]
 
 
 def test_failed_validation_shows_checks_and_create_needs_a_passing_one(admin: WebClient) -> None:

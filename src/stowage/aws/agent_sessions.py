@@ -142,7 +142,7 @@ def s3_client(
     force_path_style: bool = False,
 ) -> Any:
     """An S3 client of an agent session with the location's endpoint, CA bundle and addressing style."""
-    config = clients.DEFAULT_CONFIG
+    config = clients.DATA_CONFIG
     if force_path_style:
         config = config.merge(botocore.config.Config(s3={"addressing_style": "path"}))
     kwargs: dict[str, Any] = {"config": config}

@@ -36,8 +36,9 @@ class LocationRef:
 class BackupStorage:
     """Reads and deletes objects of backups in a location, as the control plane."""
 
-    def __init__(self, broker: Any) -> None:
+    def __init__(self, broker: Any, *, allow_private_endpoints: bool = False) -> None:
         self._broker = broker
+        self._allow_private = allow_private_endpoints
 
     def _credentials(self, ref: LocationRef) -> clients.TemporaryCredentials:
         creds = ref.spec.credentials
@@ -62,6 +63,9 @@ class BackupStorage:
             endpoint_url=(spec.s3_url or None) if service == "s3" else None,
             verify=ca_path,
             force_path_style=spec.force_path_style if service == "s3" else False,
+            config=clients.DATA_CONFIG,
+            # A location's own s3Url is user input: its resolved addresses are checked on every connection.
+            allow_private=self._allow_private if service == "s3" and spec.s3_url else None,
         )
         return client, ca_path
 

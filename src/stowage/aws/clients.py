@@ -27,6 +27,17 @@ DEFAULT_CONFIG = botocore.config.Config(
     parameter_validation=False,
 )
 
+# The data plane of backups and restores (agents' S3 and EC2 clients, the control plane's deletions): one
+# part of a multipart upload may take minutes on a slow link, so reads wait longer, and transient faults
+# (5xx, SlowDown, throttling, resets) are retried with botocore's standard mode: exponential backoff with
+# jitter, a retry quota, and up to 8 attempts. This is the one place that decides it.
+DATA_CONFIG = botocore.config.Config(
+    connect_timeout=10,
+    read_timeout=300,
+    retries={"max_attempts": 8, "mode": "standard"},
+    parameter_validation=False,
+)
+
 # DNS suffix of each partition's service endpoints.
 PARTITION_DNS_SUFFIX = {"aws": "amazonaws.com", "aws-us-gov": "amazonaws.com", "aws-cn": "amazonaws.com.cn"}
 

@@ -56,7 +56,7 @@ class SnapshotDescription:
 
 def ec2_client(session: boto3.session.Session, region: str) -> Any:
     """An EC2 client of a session in a region; boto3 itself applies ``AWS_ENDPOINT_URL[_EC2]``."""
-    return session.client("ec2", region_name=region, config=clients.DEFAULT_CONFIG)
+    return session.client("ec2", region_name=region, config=clients.DATA_CONFIG)
 
 
 def _translated(exc: ClientError | BotoCoreError, operation: str) -> errors.CloudError:

@@ -90,7 +90,8 @@ def failed_ids(report: Mapping[str, Any]) -> list[str]:
 
 
 def _one_line(value: object) -> str:
-    return " ".join(str(value or "").split())
+    # 0 and False are values, not blanks.
+    return " ".join(str("" if value is None else value).split())
 
 
 def _cell(value: object) -> str:

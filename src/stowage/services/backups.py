@@ -327,6 +327,9 @@ class BackupService:
             phase = BackupPhase(row.phase)
             name, prefix, location_id = row.name, row.storage_prefix, row.location_id
             warnings, errors_ = list(row.warnings or []), list(row.errors or [])
+        if phase is BackupPhase.FAILED:
+            # Nothing usable was stored, but what went wrong per item is worth seeing.
+            return Contents(resources={}, total_items=0, warnings=warnings, errors=errors_)
         if phase not in (BackupPhase.COMPLETED, BackupPhase.PARTIALLY_FAILED):
             raise errors.Conflict(
                 f"Backup '{name}' is {phase.value}: its contents are listed once it has completed.",
@@ -373,8 +376,7 @@ class BackupService:
             problem = backup_prefix_problem(prefix, cluster.name)
             if problem:
                 raise errors.InvalidInput(problem, field="backupPrefix")
-            if location_id:
-                _resolve_location(session, project, location_id)
+            resolved = _resolve_location(session, project, location_id).id if location_id else None
             row = session.scalar(select(BackupSchedule).where(BackupSchedule.cluster_id == cluster.id))
             if row is None:
                 row = BackupSchedule(project_id=project.id, cluster_id=cluster.id, created_at=now)
@@ -383,7 +385,8 @@ class BackupService:
             row.schedule = schedule
             row.paused = paused
             row.request = request.to_json()
-            row.location_id = location_id or None
+            # The id, not what was typed: a renamed location must not break the schedule's later runs.
+            row.location_id = resolved
             row.next_run_at = next_run(schedule, now)
             row.updated_at = now
             session.flush()

@@ -85,7 +85,7 @@ class Runtime:
         backups = BackupService(
             db=db,
             locations=locations,
-            storage=BackupStorage(broker),
+            storage=BackupStorage(broker, allow_private_endpoints=settings.allow_private_endpoints),
             ref_factory=LocationRef,
             lease_seconds=settings.backup_lease_seconds,
             start_timeout_seconds=settings.backup_start_timeout_seconds,

@@ -230,7 +230,10 @@ async def policies(request: Request, project: str) -> Response:
         agent_access=access,
     )
     documents = await run_in_threadpool(runtime_of(request).policies.policies, who.principal, project, policy_request)
-    return JSONResponse({name: render_policy(doc) for name, doc in documents.items() if isinstance(doc, dict)})
+    answer: dict[str, object] = {name: render_policy(doc) for name, doc in documents.items() if isinstance(doc, dict)}
+    if documents.get("trustPolicyUnavailable"):
+        answer["trustPolicyUnavailable"] = documents["trustPolicyUnavailable"]
+    return JSONResponse(answer)
 
 
 def _agent_access_param(raw: str | None) -> AgentAccess | None:
