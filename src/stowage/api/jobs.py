@@ -20,9 +20,8 @@ from stowage.api.backups import BackupOut
 from stowage.api.restores import RestoreOut
 from stowage.api.schemas import CamelModel, ErrorOut
 from stowage.domain.backups import BackupOutcome, BackupPhase, VolumeSnapshotRecord
-from stowage.domain.restores import RestorePhase
+from stowage.domain.restores import ItemResult, RestoreOutcome, RestorePhase
 from stowage.services.backups import item_messages
-from stowage.services.restores import ItemResult, RestoreOutcome
 from stowage.services.runtime import Runtime
 
 ERRORS: dict[int | str, dict[str, object]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 422)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -118,6 +118,30 @@ class RestoreRequest:
             label_selector=data.get("labelSelector") or None,
             dry_run=bool(data.get("dryRun")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One item's result (or planned action)."""
+
+    api_version: str
+    kind: str
+    namespace: str | None
+    name: str
+    action: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreOutcome:
+    """How a restore ended, as the agent reports it."""
+
+    phase: RestorePhase
+    failure_reason: str | None = None
+    total_items: int = 0
+    items_restored: int = 0
+    summary: Mapping[str, int] | None = None
+    problems: Sequence[Mapping[str, Any]] = ()
 
 
 def request_problems(request: RestoreRequest) -> list[Problem]:

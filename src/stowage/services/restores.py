@@ -8,7 +8,7 @@ the one source backup and writes the restore's own files, nothing else.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,6 +23,8 @@ from stowage.domain.clusters import cluster_prefix
 from stowage.domain.restores import (
     RESTORE_WORK_KIND,
     ItemAction,
+    ItemResult,
+    RestoreOutcome,
     RestorePhase,
     RestoreRequest,
     request_problems,
@@ -77,30 +79,6 @@ class RestoreView:
     created_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ItemResult:
-    """One item's result (or planned action)."""
-
-    api_version: str
-    kind: str
-    namespace: str | None
-    name: str
-    action: str
-    reason: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RestoreOutcome:
-    """How a restore ended, as the agent reports it."""
-
-    phase: RestorePhase
-    failure_reason: str | None = None
-    total_items: int = 0
-    items_restored: int = 0
-    summary: Mapping[str, int] | None = None
-    problems: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass(frozen=True, slots=True)
