@@ -166,6 +166,9 @@ def test_job_protocol_claim_progress_logs_and_completion(server: StowageServer) 
     assert logs["finished"] is True and logs["lines"][-1]["message"] == "done"
     listing = http.get(url).json()
     assert listing["total"] >= 1 and listing["items"][0]["backupName"] == "full"
+    # The outcome is in /metrics too (one PartiallyFailed backup of 10 objects so far on this server).
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'stowage_backups_total{phase="PartiallyFailed"} 1.0' in metrics, metrics[:2000]
     # The agent's job reports count as heartbeats: the cluster stayed connected.
     assert http.get(f"/api/v1/projects/default/clusters/{cluster['id']}").json()["status"] == "connected"
 

@@ -49,6 +49,7 @@ from stowage.domain.schedules import (
     scheduled_backup_name,
 )
 from stowage.services.clusters import AgentPrincipal
+from stowage.services.metrics import Metrics
 from stowage.services.tenancy import load_project, require
 from stowage.store.database import Database
 from stowage.store.tables import Backup, BackupLogLine, BackupSchedule, Cluster, Location, Project, utcnow
@@ -206,9 +207,11 @@ class BackupService:
         start_timeout_seconds: int = 3600,
         delete_timeout_seconds: int = 600,
         heartbeat_seconds: int = 30,
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self._locations = locations
         self._storage = storage
         self._ref = ref_factory
@@ -526,6 +529,7 @@ class BackupService:
             project = session.get_one(Project, row.project_id)
             cluster = session.get_one(Cluster, row.cluster_id)
             view = _view(row, project, cluster)
+        self._metrics.backup_finished(outcome.phase.value, _seconds(view.started_at, now), outcome.items_backed_up)
         if deleting:
             self.start_deletion(backup_id)
         return view
@@ -605,6 +609,7 @@ class BackupService:
                     "agent's logs, then run the backup again."
                 )
                 failed.append(row.name)
+                self._metrics.backup_finished(BackupPhase.FAILED.value, _seconds(row.started_at, now), 0)
             cutoff = now - timedelta(seconds=self._start_timeout)
             stale = session.scalars(
                 select(Backup).where(Backup.phase == BackupPhase.NEW.value, Backup.created_at < cutoff)
@@ -721,11 +726,13 @@ class BackupService:
                     .execution_options(synchronize_session=False)
                 )
             log.warning("%s", reason)
+            self._metrics.backup_deleted(BackupPhase.FAILED.value)
             return False
         with self._db.session() as session:
             row_gone = session.get(Backup, backup_id)
             if row_gone is not None:
                 session.delete(row_gone)
+        self._metrics.backup_deleted("Deleted")
         return True
 
     def close(self) -> None:
@@ -858,6 +865,10 @@ def add_log_lines(
                 message=f"Log truncated after {MAX_LOG_LINES} lines; the full log is in the bucket.",
             )
         )
+
+
+def _seconds(start: datetime | None, end: datetime) -> float:
+    return (end - start).total_seconds() if start else 0.0
 
 
 def _iso(moment: datetime | None) -> str:

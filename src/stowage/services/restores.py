@@ -43,6 +43,7 @@ from stowage.services.backups import (
     raise_problems,
 )
 from stowage.services.clusters import AgentPrincipal
+from stowage.services.metrics import Metrics
 from stowage.services.tenancy import require
 from stowage.store.database import Database
 from stowage.store.tables import Cluster, Location, Project, Restore, RestoreItem, RestoreLogLine, utcnow
@@ -102,13 +103,13 @@ class RestoreService:
         db: Database,
         lease_seconds: int = 120,
         start_timeout_seconds: int = 3600,
-        partition_of: Callable[[str], str] = lambda region: "aws",
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self.lease_seconds = lease_seconds
         self._start_timeout = start_timeout_seconds
-        self._partition_of = partition_of
         self._clock = clock
 
     # -- users -----------------------------------------------------------------------------------------
@@ -382,7 +383,10 @@ class RestoreService:
             project = session.get_one(Project, row.project_id)
             cluster = session.get_one(Cluster, row.destination_cluster_id)
             names = _cluster_names(session, {row.source_cluster_id})
-            return _view(row, project, cluster, names.get(row.source_cluster_id))
+            view = _view(row, project, cluster, names.get(row.source_cluster_id))
+        seconds = (now - view.started_at).total_seconds() if view.started_at else 0.0
+        self._metrics.restore_finished(outcome.phase.value, seconds, outcome.items_restored)
+        return view
 
     def fail_lost_jobs(self) -> list[str]:
         """Fail restores whose agent stopped reporting or never started them."""
@@ -403,6 +407,7 @@ class RestoreService:
                     "agent's logs, then restore again (existing objects are skipped or updated by the policy)."
                 )
                 failed.append(row.name)
+                self._metrics.restore_finished(RestorePhase.FAILED.value, 0.0, row.items_restored)
             cutoff = now - timedelta(seconds=self._start_timeout)
             for row in session.scalars(
                 select(Restore).where(Restore.phase == RestorePhase.NEW.value, Restore.created_at < cutoff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass, field
 
@@ -70,12 +71,18 @@ class Runtime:
             data_dir=settings.data_dir, email=settings.admin_email, password=settings.admin_password
         )
         if password is not None:
-            # Shown once: only its argon2 hash is kept in the database.
-            print(
-                f"\nWeb UI admin (shown once, also saved to {settings.data_dir / 'admin-password'}):\n"
-                f"  email: {settings.admin_email}\n  password: {password}\n",
-                file=sys.stderr,
-                flush=True,
+            path = settings.data_dir / "admin-password"
+            if sys.stderr.isatty():
+                # A person is watching: show it once. Only its argon2 hash is kept in the database.
+                print(
+                    f"\nWeb UI admin (shown once, also saved to {path}):\n"
+                    f"  email: {settings.admin_email}\n  password: {password}\n",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            # Never into a collected log: the line says where the password is, not what it is.
+            logging.getLogger("stowage.server").warning(
+                "web admin password generated", extra={"file": str(path), "email": settings.admin_email}
             )
         locations = LocationService(
             db=db, box=box, validator=validator, default_interval_minutes=settings.revalidate_interval_minutes
@@ -90,12 +97,14 @@ class Runtime:
             lease_seconds=settings.backup_lease_seconds,
             start_timeout_seconds=settings.backup_start_timeout_seconds,
             delete_timeout_seconds=settings.backup_delete_timeout_seconds,
+            metrics=metrics,
         )
 
         restores = RestoreService(
             db=db,
             lease_seconds=settings.backup_lease_seconds,
             start_timeout_seconds=settings.backup_start_timeout_seconds,
+            metrics=metrics,
         )
 
         def work(agent: AgentPrincipal) -> list[WorkItem]:
