@@ -213,3 +213,43 @@ def _problem(error: errors.CloudError) -> str:
     if error.aws_code == "InvalidSnapshot.InUse":
         return f"{error.message}. An AMI or another resource still uses the snapshot; deregister it first."
     return error.message
+
+
+RESTORE_TAG = "velero.io/restore"
+
+
+def create_volume_from_snapshot(
+    ec2: Any,
+    snapshot_id: str,
+    availability_zone: str,
+    tags: Mapping[str, str],
+    *,
+    volume_type: str | None = None,
+    iops: int | None = None,
+) -> str:
+    """A new EBS volume from a snapshot in one zone, tagged on creation; returns its id.
+
+    ``CreateTags`` follows when the endpoint ignored the tags; a failure there carries ``details['volumeId']``
+    so the caller can still name the volume that was made.
+    """
+    params: dict[str, Any] = {"SnapshotId": snapshot_id, "AvailabilityZone": availability_zone}
+    if volume_type:
+        params["VolumeType"] = volume_type
+    if iops and volume_type in ("io1", "io2", "gp3"):
+        params["Iops"] = iops
+    if tags:
+        params["TagSpecifications"] = [{"ResourceType": "volume", "Tags": _tag_list(tags)}]
+    try:
+        answer = ec2.create_volume(**params)
+    except (ClientError, BotoCoreError) as exc:
+        raise _translated(exc, "ec2:CreateVolume") from exc
+    volume_id = str(answer["VolumeId"])
+    missing = {k: v for k, v in tags.items() if _tags(answer.get("Tags")).get(k) != v}
+    if missing:
+        try:
+            ec2.create_tags(Resources=[volume_id], Tags=_tag_list(missing))
+        except (ClientError, BotoCoreError) as exc:
+            error = _translated(exc, "ec2:CreateTags")
+            error.details["volumeId"] = volume_id
+            raise error from exc
+    return volume_id

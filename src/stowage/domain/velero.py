@@ -370,3 +370,82 @@ def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, st
         if operator == "DoesNotExist" and key in labels:
             return False
     return True
+
+
+# -- reading a backup (restores) -------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ItemPath:
+    """Where one item sits in a tarball: ``resources/<group resource>/{cluster|namespaces/<ns>}/<name>.json``."""
+
+    group_resource: str
+    namespace: str | None
+    name: str
+
+    @property
+    def resource(self) -> str:
+        """``deployments`` of ``deployments.apps``."""
+        return self.group_resource.partition(".")[0]
+
+    @property
+    def group(self) -> str:
+        """``apps`` of ``deployments.apps``; empty for the core group."""
+        return self.group_resource.partition(".")[2]
+
+
+def parse_item_path(path: str) -> ItemPath | None:
+    """An item's place from its tar path; None for anything else, including the ``-preferredversion`` copies.
+
+    The copies hold the same bytes as the plain paths (Velero writes both from one object), and Velero's own
+    restore reads the plain paths unless its EnableAPIGroupVersions feature is on, so reading the plain ones
+    restores exactly what Velero would.
+    """
+    parts = path.removeprefix("./").split("/")
+    if len(parts) < 4 or parts[0] != RESOURCES_DIR or not parts[-1].endswith(".json"):
+        return None
+    name = parts[-1][: -len(".json")]
+    if len(parts) == 4 and parts[2] == CLUSTER_DIR:
+        return ItemPath(parts[1], None, name)
+    if len(parts) == 5 and parts[2] == NAMESPACES_DIR:
+        return ItemPath(parts[1], parts[3], name)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreObjects:
+    """The object keys of one restore's files under its folder (``<cluster prefix>/restores/<name>``)."""
+
+    folder: str
+    name: str
+
+    def key(self, relative: str) -> str:
+        """The absolute key of a file of this restore."""
+        return f"{self.folder}/{relative}"
+
+    @property
+    def results(self) -> str:
+        """``restore-<name>-results.gz`` (relative)."""
+        return f"restore-{self.name}-results.gz"
+
+    @property
+    def resource_list(self) -> str:
+        """``restore-<name>-resource-list.json.gz`` (relative)."""
+        return f"restore-{self.name}-resource-list.json.gz"
+
+    @property
+    def logs(self) -> str:
+        """``restore-<name>-logs.gz`` (relative)."""
+        return f"restore-{self.name}-logs.gz"
+
+
+def restore_resource_list_entry(namespace: str | None, name: str, action: str) -> str:
+    """One entry of a restore's resource list: ``ns/name(created)`` or, cluster-scoped, ``name(created)``."""
+    return f"{resource_list_entry(namespace, name)}({action})"
+
+
+def manifest_hashes(document: Mapping[str, Any]) -> dict[str, tuple[int, str]]:
+    """Our manifest read back: relative key to (size, SHA-256)."""
+    found: dict[str, tuple[int, str]] = {}
+    for entry in document.get("objects") or ():
+        if isinstance(entry, Mapping) and entry.get("key") and entry.get("sha256"):
+            found[str(entry["key"])] = (int(entry.get("size") or 0), str(entry["sha256"]))
+    return found
