@@ -444,15 +444,15 @@ def _error_answer(request: _Request, kind: str) -> bytes:
     service = request.service
     if request.json_protocol:
         code, status = ("InternalFailure", 500) if kind == "500" else ("ThrottlingException", 400)
-        body = ('{"__type": "%s", "message": "injected by the fault proxy"}' % code).encode()
+        body = f'{{"__type": "{code}", "message": "injected by the fault proxy"}}'.encode()
         content_type = "application/x-amz-json-1.1"
         extra = f"x-amzn-RequestId: {request_id}\r\n"
     elif service == "ec2":
         code, status = ("InternalError", 500) if kind == "500" else ("RequestLimitExceeded", 503)
         body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>%s</Code>'
-            "<Message>Injected by the fault proxy.</Message></Error></Errors><RequestID>%s</RequestID></Response>"
-            % (code, request_id)
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>Injected by the fault proxy.</Message></Error></Errors><RequestID>{request_id}</RequestID>"
+            "</Response>"
         ).encode()
         content_type = "text/xml;charset=UTF-8"
         extra = ""
@@ -460,8 +460,8 @@ def _error_answer(request: _Request, kind: str) -> bytes:
         code, status = ("InternalFailure", 500) if kind == "500" else ("Throttling", 400)
         kind_of = "Receiver" if kind == "500" else "Sender"
         body = (
-            "<ErrorResponse><Error><Type>%s</Type><Code>%s</Code><Message>Injected by the fault proxy.</Message>"
-            "</Error><RequestId>%s</RequestId></ErrorResponse>" % (kind_of, code, request_id)
+            f"<ErrorResponse><Error><Type>{kind_of}</Type><Code>{code}</Code><Message>Injected by the fault "
+            f"proxy.</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
         ).encode()
         content_type = "text/xml"
         extra = f"x-amzn-RequestId: {request_id}\r\n"
@@ -471,8 +471,8 @@ def _error_answer(request: _Request, kind: str) -> bytes:
         else:
             code, status, message = "SlowDown", 503, "Please reduce your request rate."
         body = (
-            '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>%s</Code><Message>%s</Message>'
-            "<RequestId>%s</RequestId><HostId>fault-proxy</HostId></Error>" % (code, message, request_id)
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'
+            f"<RequestId>{request_id}</RequestId><HostId>fault-proxy</HostId></Error>"
         ).encode()
         content_type = "application/xml"
         extra = f"x-amz-request-id: {request_id}\r\n"
