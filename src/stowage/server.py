@@ -21,6 +21,7 @@ from stowage.api.errors import error_body
 from stowage.api.jobs import router as jobs_router
 from stowage.api.restores import router as restores_router
 from stowage.api.routes import router
+from stowage.api.workspaces import router as workspaces_router
 from stowage.config import Settings
 from stowage.services import health, metrics
 from stowage.services.runtime import Runtime
@@ -82,6 +83,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(agents_router)
     app.include_router(backups_router)
     app.include_router(restores_router)
+    app.include_router(workspaces_router)
     app.include_router(jobs_router)
     web.install(app)
 

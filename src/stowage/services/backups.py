@@ -244,13 +244,13 @@ class BackupService:
         raise_problems(request_problems(request))
         with self._db.session() as session:
             project, cluster = load_cluster(session, principal, project_ref, cluster_ref)
-            location = _resolve_location(session, project, location_id)
+            location = resolve_location(session, project, location_id)
             if session.scalar(select(Backup.id).where(Backup.cluster_id == cluster.id, Backup.name == name)):
                 raise errors.Conflict(
                     f"Cluster '{cluster.name}' already has a backup named '{name}'. Choose another name, or delete "
                     "the old backup first."
                 )
-            row = self._new_row(project, cluster, location, name, request, created_by=principal.subject)
+            row = self.new_row(project, cluster, location, name, request, created_by=principal.subject)
             session.add(row)
             try:
                 session.flush()
@@ -379,7 +379,7 @@ class BackupService:
             problem = backup_prefix_problem(prefix, cluster.name)
             if problem:
                 raise errors.InvalidInput(problem, field="backupPrefix")
-            resolved = _resolve_location(session, project, location_id).id if location_id else None
+            resolved = resolve_location(session, project, location_id).id if location_id else None
             row = session.scalar(select(BackupSchedule).where(BackupSchedule.cluster_id == cluster.id))
             if row is None:
                 row = BackupSchedule(project_id=project.id, cluster_id=cluster.id, created_at=now)
@@ -551,7 +551,9 @@ class BackupService:
         with self._db.session() as session:
             due = session.execute(
                 select(BackupSchedule.id, BackupSchedule.next_run_at).where(
-                    BackupSchedule.paused.is_(False), BackupSchedule.next_run_at <= now
+                    BackupSchedule.cluster_id.is_not(None),
+                    BackupSchedule.paused.is_(False),
+                    BackupSchedule.next_run_at <= now,
                 )
             ).all()
         for schedule_id, fire_at in due:
@@ -573,13 +575,13 @@ class BackupService:
                 project = session.get_one(Project, row.project_id)
                 name = scheduled_backup_name(row.backup_prefix, cluster.name, fire_at or now)
                 try:
-                    location = _resolve_location(session, project, row.location_id)
+                    location = resolve_location(session, project, row.location_id)
                 except errors.StowageError as exc:
                     log.warning("schedule of cluster %s cannot run: %s", cluster.name, exc.message)
                     continue
                 request = BackupRequest.from_json(row.request)
                 row.last_backup_name = name
-                backup = self._new_row(project, cluster, location, name, request, created_by="schedule")
+                backup = self.new_row(project, cluster, location, name, request, created_by="schedule")
                 backup.schedule_name = row.backup_prefix
                 # The compare and set above already makes this run ours; the unique name is a second guard.
                 if session.scalar(select(Backup.id).where(Backup.cluster_id == cluster.id, Backup.name == name)):
@@ -753,7 +755,7 @@ class BackupService:
             ) from exc
         return self._ref(spec, external_id, f"stowage-{project_name}-control-plane"[:64])
 
-    def _new_row(
+    def new_row(
         self,
         project: Project,
         cluster: Cluster,
@@ -763,6 +765,7 @@ class BackupService:
         *,
         created_by: str,
     ) -> Backup:
+        """A New backup row of a cluster (not added to the session)."""
         now = self._clock()
         return Backup(
             project_id=project.id,
@@ -929,7 +932,7 @@ def _load_schedule(session: Session, cluster: Cluster) -> BackupSchedule:
     return row
 
 
-def _resolve_location(session: Session, project: Project, location_id: str | None) -> Location:
+def resolve_location(session: Session, project: Project, location_id: str | None) -> Location:
     if location_id:
         row = session.scalar(
             select(Location).where(

@@ -476,7 +476,7 @@ def _add_items(session: Session, restore_id: str, items: Sequence[ItemResult]) -
 def _cluster_names(session: Session, ids: set[str]) -> dict[str, str]:
     if not ids:
         return {}
-    return dict(session.execute(select(Cluster.id, Cluster.name).where(Cluster.id.in_(ids))).tuples().all())
+    return dict(session.execute(select(Cluster.id, Cluster.name).where(Cluster.id.in_(ids))).all())
 
 
 def _load_restore(

@@ -23,6 +23,7 @@ from stowage.services.tenancy import TenancyService
 from stowage.services.users import UserService
 from stowage.services.validation import LocationValidator
 from stowage.services.vending import VendingService
+from stowage.services.workspaces import WorkspaceService
 from stowage.store.database import Database
 from stowage.store.secrets import SecretBox
 
@@ -46,6 +47,7 @@ class Runtime:
     vending: VendingService
     backups: BackupService
     restores: RestoreService
+    workspaces: WorkspaceService
     generated_admin_token: str | None = field(default=None)
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -107,6 +109,10 @@ class Runtime:
             metrics=metrics,
         )
 
+        workspaces = WorkspaceService(
+            db=db, backups=backups, restores=restores, heartbeat_seconds=settings.agent_heartbeat_seconds
+        )
+
         def work(agent: AgentPrincipal) -> list[WorkItem]:
             jobs = [WorkItem(id=i, kind=WORK_KIND, location_id=loc, params=p) for i, loc, p in backups.work_for(agent)]
             jobs += [
@@ -120,6 +126,7 @@ class Runtime:
             locations=locations,
             backups=backups,
             restores=restores,
+            workspaces=workspaces,
             concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
@@ -149,6 +156,7 @@ class Runtime:
             vending=vending,
             backups=backups,
             restores=restores,
+            workspaces=workspaces,
             generated_admin_token=generated,
             metrics=metrics,
         )

@@ -21,6 +21,7 @@ from sqlalchemy import text
 from stowage.services.backups import BackupService
 from stowage.services.locations import LocationService
 from stowage.services.restores import RestoreService
+from stowage.services.workspaces import WorkspaceService
 from stowage.store.database import Database
 
 log = logging.getLogger("stowage.scheduler")
@@ -40,6 +41,7 @@ class RevalidationScheduler:
         locations: LocationService,
         backups: BackupService | None = None,
         restores: RestoreService | None = None,
+        workspaces: WorkspaceService | None = None,
         concurrency: int = 4,
         tick_seconds: int = 60,
     ) -> None:
@@ -47,6 +49,7 @@ class RevalidationScheduler:
         self._locations = locations
         self._backups = backups
         self._restores = restores
+        self._workspaces = workspaces
         self._concurrency = concurrency
         self._worker: asyncio.Task[None] | None = None
         connector: Any = (
@@ -78,7 +81,7 @@ class RevalidationScheduler:
                     )
 
         self.revalidate_task = revalidate
-        backups, restores = self._backups, self._restores
+        backups, restores, workspaces = self._backups, self._restores, self._workspaces
         if backups is None:
             return
 
@@ -91,6 +94,8 @@ class RevalidationScheduler:
                 await asyncio.to_thread(backups.tick)
                 if restores is not None:
                     await asyncio.to_thread(restores.fail_lost_jobs)
+                if workspaces is not None:
+                    await asyncio.to_thread(workspaces.create_due_scheduled)
             except Exception:
                 log.warning("the backups tick failed unexpectedly", exc_info=True)
 

@@ -271,6 +271,8 @@ class Backup(Base):
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
     expires_at: Mapped[datetime] = mapped_column()
     deletion_requested_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Set when the backup is one cluster's part of a workspace backup.
+    workspace_backup_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
 
 
 class BackupLogLine(Base):
@@ -286,12 +288,16 @@ class BackupLogLine(Base):
 
 
 class BackupSchedule(Base):
-    """A cluster's backup schedule (one per cluster): a cron expression and the request of each backup."""
+    """A backup schedule of one cluster or of one workspace: a cron expression and the request of each backup."""
 
     __tablename__ = "backup_schedules"
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
-    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), unique=True)
+    # Exactly one of the two is set.
+    cluster_id: Mapped[str | None] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), unique=True)
+    workspace_id: Mapped[str | None] = mapped_column(
+        ForeignKey("workspaces.id", ondelete="CASCADE"), unique=True, default=None
+    )
     location_id: Mapped[str | None] = mapped_column(String(36), default=None)
     backup_prefix: Mapped[str] = mapped_column(String(63))
     schedule: Mapped[str] = mapped_column(String(200))
@@ -340,6 +346,7 @@ class Restore(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     completed_at: Mapped[datetime | None] = mapped_column(default=None)
+    workspace_restore_id: Mapped[str | None] = mapped_column(String(36), default=None, index=True)
 
 
 class RestoreItem(Base):
@@ -367,3 +374,53 @@ class RestoreLogLine(Base):
     at: Mapped[datetime] = mapped_column()
     level: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text)
+
+
+class Workspace(Base):
+    """A named group of clusters of one project, backed up and restored together."""
+
+    __tablename__ = "workspaces"
+    __table_args__ = (UniqueConstraint("project_id", "name", name="uq_workspaces_project_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceCluster(Base):
+    """Membership of a cluster in a workspace."""
+
+    __tablename__ = "workspace_clusters"
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True)
+    cluster_id: Mapped[str] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceBackup(Base):
+    """One request that backed up several clusters of a workspace (each cluster's backup is a Backup row)."""
+
+    __tablename__ = "workspace_backups"
+    __table_args__ = (UniqueConstraint("workspace_id", "name", name="uq_workspace_backups_name"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # Clusters left out, each with the reason (e.g. its agent is disconnected): reported, never silent.
+    skipped: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    schedule_name: Mapped[str | None] = mapped_column(String(63), default=None)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WorkspaceRestore(Base):
+    """One request that restored a workspace backup on the clusters still in the workspace."""
+
+    __tablename__ = "workspace_restores"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
+    workspace_backup_id: Mapped[str] = mapped_column(String(36))
+    name: Mapped[str] = mapped_column(String(63))
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    skipped: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
