@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     backup_start_timeout_seconds: int = Field(default=3600, ge=10, le=7 * 86400)
     # Upper bound of deleting one backup's objects and snapshots; past it the backup is Failed with the reason.
     backup_delete_timeout_seconds: int = Field(default=600, ge=5, le=86400)
+    # How often backups are synced from the buckets (found there, not recorded); 0 turns the periodic sync off.
+    backup_sync_interval_minutes: float = Field(default=10, ge=0, le=10080)
     log_level: str = "INFO"
     # Server log lines: one JSON object each (for collectors) or text (for people at a terminal).
     log_format: Literal["json", "text"] = "json"

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from stowage import __version__, logs, web
 from stowage.api import errors
 from stowage.api.agents import router as agents_router
+from stowage.api.backup_sync import router as backup_sync_router
 from stowage.api.backups import router as backups_router
 from stowage.api.errors import error_body
 from stowage.api.jobs import router as jobs_router
@@ -82,6 +83,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(router)
     app.include_router(agents_router)
     app.include_router(backups_router)
+    app.include_router(backup_sync_router)
     app.include_router(restores_router)
     app.include_router(workspaces_router)
     app.include_router(jobs_router)

@@ -1,4 +1,5 @@
-"""The control plane's own access to a location's backups: read side files, delete a backup's objects.
+"""The control plane's own access to a location's backups: read side files, list and hash objects (sync and
+verification), delete a backup's objects.
 
 Deletion and expiry run here, with the control plane's session of the location's role (no per-cluster
 session policy), because agents are deliberately vended credentials that cannot delete.
@@ -7,6 +8,7 @@ session policy), because agents are deliberately vended credentials that cannot 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -22,6 +24,8 @@ from stowage.aws.probes import write_ca_bundle
 from stowage.domain.locations import LocationSpec, StaticCredentials, StsCredentials
 
 DELETE_BATCH = 1000
+# Objects are hashed in chunks of this size: memory stays bounded whatever an object's size.
+HASH_CHUNK_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +88,52 @@ class BackupStorage:
         finally:
             _remove(ca_path)
 
+    def list_folders(self, ref: LocationRef, prefix: str) -> list[str]:
+        """Names of the folders directly under ``prefix/`` (a delimited listing: objects inside are not listed)."""
+        s3, ca_path = self._client(ref, "s3")
+        folder = prefix.rstrip("/") + "/"
+        names: list[str] = []
+        try:
+            paginator = s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=ref.spec.bucket, Prefix=folder, Delimiter="/"):
+                for common in page.get("CommonPrefixes") or []:
+                    name = str(common.get("Prefix", ""))[len(folder) :].rstrip("/")
+                    if name:
+                        names.append(name)
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation=f"s3:ListBucket s3://{ref.spec.bucket}/{folder}") from exc
+        finally:
+            _remove(ca_path)
+        return names
+
+    def list_objects(self, ref: LocationRef, prefix: str) -> list[tuple[str, int]]:
+        """Every object under ``prefix/``: its key relative to that folder, and its size."""
+        s3, ca_path = self._client(ref, "s3")
+        folder = prefix.rstrip("/") + "/"
+        found: list[tuple[str, int]] = []
+        try:
+            paginator = s3.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=ref.spec.bucket, Prefix=folder):
+                found += [(str(o["Key"])[len(folder) :], int(o.get("Size") or 0)) for o in page.get("Contents", [])]
+        except (ClientError, BotoCoreError) as exc:
+            raise translate(exc, operation=f"s3:ListBucket s3://{ref.spec.bucket}/{folder}") from exc
+        finally:
+            _remove(ca_path)
+        return found
+
+    def hash_objects(
+        self, ref: LocationRef, keys: Sequence[str], *, chunk_bytes: int = HASH_CHUNK_BYTES
+    ) -> dict[str, tuple[int, str] | None]:
+        """Size and SHA-256 (hex) of each object, streamed chunk by chunk; None for an object that is gone."""
+        s3, ca_path = self._client(ref, "s3")
+        results: dict[str, tuple[int, str] | None] = {}
+        try:
+            for key in keys:
+                results[key] = _stream_sha256(s3, ref.spec.bucket, key, chunk_bytes)
+        finally:
+            _remove(ca_path)
+        return results
+
     def delete_prefix(self, ref: LocationRef, prefix: str, *, deadline: float) -> int:
         """Delete every object (and unfinished multipart upload) under ``prefix/``; returns how many objects.
 
@@ -141,6 +191,29 @@ class BackupStorage:
         if failed:
             sid, problem = failed[0]
             raise errors.CloudError(f"{len(failed)} EBS snapshot(s) could not be deleted, e.g. {sid}: {problem}")
+
+
+def _stream_sha256(s3: Any, bucket: str, key: str, chunk_bytes: int) -> tuple[int, str] | None:
+    """Read one object through SHA-256 without holding it: (size, hex digest), or None when it does not exist."""
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise translate(exc, operation=f"s3:GetObject {key}") from exc
+    except BotoCoreError as exc:
+        raise translate(exc, operation=f"s3:GetObject {key}") from exc
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        for chunk in body.iter_chunks(chunk_bytes):
+            digest.update(chunk)
+            size += len(chunk)
+    except (ClientError, BotoCoreError) as exc:
+        raise translate(exc, operation=f"reading s3://{bucket}/{key}") from exc
+    finally:
+        body.close()
+    return size, digest.hexdigest()
 
 
 def _unfinished_uploads(s3: Any, bucket: str, folder: str) -> list[dict[str, Any]]:

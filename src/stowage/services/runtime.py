@@ -11,6 +11,7 @@ from stowage.aws.broker import CredentialBroker
 from stowage.aws.identity import IdentityResolver
 from stowage.config import Settings
 from stowage.domain.clusters import WorkItem
+from stowage.services.backup_sync import BackupSyncService
 from stowage.services.backups import WORK_KIND, BackupService
 from stowage.services.clusters import AgentPrincipal, ClusterService
 from stowage.services.locations import LocationService
@@ -48,6 +49,7 @@ class Runtime:
     backups: BackupService
     restores: RestoreService
     workspaces: WorkspaceService
+    backup_sync: BackupSyncService
     generated_admin_token: str | None = field(default=None)
     metrics: Metrics = field(default_factory=Metrics)
 
@@ -91,10 +93,11 @@ class Runtime:
         )
         policies = PolicyService(tenancy=tenancy, identity=identity)
         clusters = ClusterService(db=db, heartbeat_seconds=settings.agent_heartbeat_seconds, metrics=metrics)
+        storage = BackupStorage(broker, allow_private_endpoints=settings.allow_private_endpoints)
         backups = BackupService(
             db=db,
             locations=locations,
-            storage=BackupStorage(broker, allow_private_endpoints=settings.allow_private_endpoints),
+            storage=storage,
             ref_factory=LocationRef,
             lease_seconds=settings.backup_lease_seconds,
             start_timeout_seconds=settings.backup_start_timeout_seconds,
@@ -102,6 +105,7 @@ class Runtime:
             metrics=metrics,
         )
 
+        backup_sync = BackupSyncService(db=db, locations=locations, storage=storage, ref_factory=LocationRef)
         restores = RestoreService(
             db=db,
             lease_seconds=settings.backup_lease_seconds,
@@ -127,6 +131,8 @@ class Runtime:
             backups=backups,
             restores=restores,
             workspaces=workspaces,
+            backup_sync=backup_sync,
+            sync_interval_minutes=settings.backup_sync_interval_minutes,
             concurrency=settings.revalidate_concurrency,
             tick_seconds=settings.scheduler_tick_seconds,
         )
@@ -157,6 +163,7 @@ class Runtime:
             backups=backups,
             restores=restores,
             workspaces=workspaces,
+            backup_sync=backup_sync,
             generated_admin_token=generated,
             metrics=metrics,
         )

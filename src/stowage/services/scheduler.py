@@ -18,6 +18,7 @@ from procrastinate import exceptions as procrastinate_errors
 from procrastinate.testing import InMemoryConnector
 from sqlalchemy import text
 
+from stowage.services.backup_sync import BackupSyncService
 from stowage.services.backups import BackupService
 from stowage.services.locations import LocationService
 from stowage.services.restores import RestoreService
@@ -42,6 +43,8 @@ class RevalidationScheduler:
         backups: BackupService | None = None,
         restores: RestoreService | None = None,
         workspaces: WorkspaceService | None = None,
+        backup_sync: BackupSyncService | None = None,
+        sync_interval_minutes: float = 10,
         concurrency: int = 4,
         tick_seconds: int = 60,
     ) -> None:
@@ -50,6 +53,8 @@ class RevalidationScheduler:
         self._backups = backups
         self._restores = restores
         self._workspaces = workspaces
+        self._backup_sync = backup_sync
+        self._sync_interval_seconds = max(0.0, sync_interval_minutes * 60)
         self._concurrency = concurrency
         self._worker: asyncio.Task[None] | None = None
         connector: Any = (
@@ -98,6 +103,29 @@ class RevalidationScheduler:
                     await asyncio.to_thread(workspaces.create_due_scheduled)
             except Exception:
                 log.warning("the backups tick failed unexpectedly", exc_info=True)
+
+        self._register_sync(cron, 60 if tick_seconds >= 60 else max(1, tick_seconds))
+
+    def _register_sync(self, cron: str, tick_period: int) -> None:
+        backup_sync, interval = self._backup_sync, self._sync_interval_seconds
+        if backup_sync is None or interval <= 0:
+            return
+
+        @self.app.task(name="stowage.backup_sync", queue=QUEUE, pass_context=False)
+        async def sync_backups() -> None:
+            try:
+                await asyncio.to_thread(backup_sync.sync_all)
+            except Exception:
+                log.warning("the backup sync failed unexpectedly", exc_info=True)
+
+        # The first tick of each interval defers the sync: the tick's timestamp is the same on every server, so
+        # several servers on PostgreSQL defer it once, and the queueing lock keeps one pending sync at most.
+        @self.app.periodic(cron=cron, periodic_id="backup-sync-tick")
+        @self.app.task(name="stowage.backup_sync_tick", queue=QUEUE, pass_context=False)
+        async def backup_sync_tick(timestamp: int) -> None:
+            if timestamp % interval < tick_period:
+                with contextlib.suppress(procrastinate_errors.AlreadyEnqueued):
+                    await sync_backups.configure(queueing_lock="backup-sync").defer_async()
 
     async def start(self) -> None:
         """Open the job store (creating procrastinate's schema on PostgreSQL) and start the worker."""
