@@ -18,11 +18,16 @@ from stowage.aws import endpoints
 from stowage.domain.locations import StaticCredentials
 from stowage.domain.regions import REGION_PARTITION
 
-# Short connect/read timeouts keep a validation bounded; adaptive retries back off on throttling.
+# Short connect/read timeouts keep a validation bounded. Standard retries (exponential backoff with jitter:
+# 0-1, 0-2, 0-4, 0-8 s) for 5xx, throttling and resets: a validation makes about 30 calls, and with only 3
+# attempts a 10 % fault rate turned one call in every 20 validations into a wrong verdict (a check failed or
+# "could not tell" for an allowed action; tests/faults/test_validation_faults.py). 5 attempts make that about
+# one in 10,000 and still fit the 30 s validation bound. botocore's "max_attempts" counts retries only, so the
+# total is spelled out.
 DEFAULT_CONFIG = botocore.config.Config(
     connect_timeout=5,
     read_timeout=10,
-    retries={"max_attempts": 2, "mode": "standard"},
+    retries={"total_max_attempts": 5, "mode": "standard"},
     # Emulators accept sessions shorter than 900 s; botocore would refuse them client-side.
     parameter_validation=False,
 )
@@ -30,7 +35,8 @@ DEFAULT_CONFIG = botocore.config.Config(
 # The data plane of backups and restores (agents' S3 and EC2 clients, the control plane's deletions): one
 # part of a multipart upload may take minutes on a slow link, so reads wait longer, and transient faults
 # (5xx, SlowDown, throttling, resets) are retried with botocore's standard mode: exponential backoff with
-# jitter, a retry quota, and up to 8 attempts. This is the one place that decides it.
+# jitter, a retry quota, and up to 8 retries (9 attempts: botocore's "max_attempts" counts retries). This is
+# the one place that decides it.
 DATA_CONFIG = botocore.config.Config(
     connect_timeout=10,
     read_timeout=300,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import botocore.config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionClosedError
 
 from stowage import errors
 from stowage.aws import clients, endpoints
@@ -96,6 +96,22 @@ class Outcome:
     def cloud(self) -> errors.CloudError | None:
         """The error in Stowage's tree, or None on success."""
         return translate(self.error) if self.error is not None else None
+
+    @property
+    def transient(self) -> bool:
+        """True for answers that say nothing about permissions: 5xx, throttling, a dropped connection."""
+        if isinstance(self.error, ClientError):
+            status = self.error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            return int(status) >= 500 or isinstance(self.cloud, errors.CloudThrottled)
+        return isinstance(self.error, ConnectionClosedError)
+
+    @property
+    def attempts(self) -> int | None:
+        """How many times botocore sent the call (None when the error carries no response metadata)."""
+        if isinstance(self.error, ClientError):
+            retries = self.error.response.get("ResponseMetadata", {}).get("RetryAttempts")
+            return int(retries) + 1 if retries is not None else None
+        return None
 
     def header(self, name: str) -> str | None:
         """An HTTP response header, from the success or the error response."""
@@ -717,6 +733,8 @@ class _ProbeRun:
             | errors.CloudCredentialsMissing,
         ):
             return self._denied_or_failed(action, outcome, "EC2")
+        if outcome.transient:
+            return self._transient_failure(action, outcome, _WHAT.get(action, action), "EC2")
         return CheckResult.warning(
             action,
             f"Could not tell whether {action} is allowed: EC2 answered {code or 'an error'}: {outcome.message}",
@@ -776,6 +794,8 @@ class _ProbeRun:
             )
         if isinstance(cloud, errors.CloudEndpointError):
             return self._transport_failure(action, outcome, what)
+        if outcome.transient:
+            return self._transient_failure(action, outcome, what, target)
         if isinstance(cloud, errors.CloudCredentialsExpired):
             fix = "Validate again: the temporary credentials expired before the probe ran."
             return CheckResult.failed(
@@ -788,6 +808,20 @@ class _ProbeRun:
             )
         remedy = f"If this is a permission problem: {self._statement_remedy(action)}"
         return CheckResult.failed(action, f"Could not {what} on {target} ({answer}).", remedy, action=action)
+
+    def _transient_failure(self, action: str, outcome: Outcome, what: str, target: str) -> CheckResult:
+        # Retried already (aws.clients.DEFAULT_CONFIG); still a fault on the endpoint's side, so no statement
+        # to add is suggested: the permission simply was not tested.
+        answer = f"{outcome.code}: {outcome.message}" if outcome.code else outcome.message
+        tries = f" on all {outcome.attempts} attempts" if outcome.attempts else " after retries"
+        return CheckResult.failed(
+            action,
+            f"Could not {what} on {target}: the endpoint answered {answer}{tries}. That is a fault or throttling "
+            "on the endpoint's side, not a permission answer: this permission was not tested.",
+            "Validate again in a minute. If it keeps happening, check the endpoint's health (the AWS Health "
+            "Dashboard for this region, or the S3-compatible storage's own logs) and any proxy in between.",
+            action=action,
+        )
 
     def _transport_failure(self, check_id: str, outcome: Outcome, what: str) -> CheckResult:
         message = outcome.message
