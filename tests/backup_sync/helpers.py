@@ -72,7 +72,8 @@ def live_stack(
     env: dict[str, str] | None = None,
 ) -> Live:
     """Start a server, make a bucket and an STS role with the project's External ID, add the location and a cluster."""
-    server = server_factory(database_url=database_url, extra_env={**aws.control_plane_env(REGION), **FAST, **(env or {})})
+    extra = {**aws.control_plane_env(REGION), **FAST, **(env or {})}
+    server = server_factory(database_url=database_url, extra_env=extra)
     http = server.client()
     external_id = http.get("/api/v1/projects/default").json()["externalId"]
     bucket = aws.create_bucket(f"sync-{uuid.uuid4().hex[:8]}", REGION)
@@ -185,7 +186,7 @@ def write_velero_backup(
     namespace: str = "shop",
     phase: str = "Completed",
     started: dt.datetime | None = None,
-    expiration: dt.datetime | None | str = "default",
+    expiration: dt.datetime | str | None = "default",
     finished: bool = True,
     results: dict[str, Any] | None = None,
 ) -> dict[str, list[str]]:

@@ -21,7 +21,7 @@ from stowage.domain.backup_sync import NO_MANIFEST_VELERO
 from stowage.domain.backups import BackupRequest
 from stowage.store.database import Database
 from stowage.store.tables import Backup
-from tests.backup_sync.helpers import REGION, Live, live_stack, write_velero_backup
+from tests.backup_sync.helpers import REGION, live_stack, write_velero_backup
 from tests.support.aws_accounts import AwsAccounts
 from tests.support.kube import Kube
 from tests.support.servers import StowageServer
@@ -240,7 +240,7 @@ def test_two_servers_on_postgresql_syncing_at_once_import_each_backup_once(
             with server.client(token=live.server.admin_token) as client:
                 start.wait()
                 answers.append(live.sync(client))
-        except BaseException as exc:  # reported by the main thread
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
             problems.append(exc)
 
     threads = [threading.Thread(target=sync, args=(s,)) for s in (live.server, second, live.server, second)]
@@ -282,4 +282,3 @@ def test_sync_and_verify_refusals(aws: AwsAccounts, server_factory: Callable[...
     with live.server.client(token=viewer.json()["token"]) as client:
         refused = client.post(live.url("sync"))
         assert refused.status_code == 403, refused.text
-
