@@ -31,7 +31,8 @@ from stowage.domain.backups import DEFAULT_DURATION_HOURS, ClusterResourceMode
 from stowage.domain.schedules import PRESETS
 
 app = typer.Typer(
-    help="Cluster backups: create, list, show, logs, contents, delete, and the cluster's schedule.",
+    help="Cluster backups: create, list, show, logs, contents, verify, delete, sync from the bucket, and the cluster's "
+    "schedule.",
     no_args_is_help=True,
 )
 schedule_app = typer.Typer(help="A cluster's backup schedule: set, show, pause, resume, delete.", no_args_is_help=True)
@@ -554,6 +555,105 @@ def _wait_until_gone(client: StowageClient, path: str, interval: float) -> dict[
             raise
         if backup.get("phase") != "Deleting":
             return backup
+
+
+# -- sync and verification --------------------------------------------------------------------------------
+def _short(digest: object) -> str:
+    """A SHA-256 cut to its first 12 hex digits for a table (``--output json`` has the whole)."""
+    return f"{digest[:12]}…" if isinstance(digest, str) and digest else NONE
+
+
+def _size(value: object) -> str:
+    return str(value) if isinstance(value, int) else NONE
+
+
+@app.command("sync")
+def sync_backups(
+    cluster: ClusterArgument,
+    project: ProjectOption = "default",
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Import the cluster's backups found in the project's buckets that Stowage did not record (written by another
+    Stowage or by Velero); unfinished ones are never imported. Exit 1 when a location could not be read."""
+    with api(server, token, output) as (client, conn):
+        result: dict[str, Any] = client.post(_backups(project, cluster, "sync"))
+    imported: list[dict[str, Any]] = result.get("imported") or []
+    skipped: list[dict[str, Any]] = result.get("skipped") or []
+    failed: list[dict[str, Any]] = result.get("failedLocations") or []
+    if conn.json:
+        echo_json(result)
+    else:
+        if imported:
+            typer.echo(
+                table(
+                    ("IMPORTED", "ORIGIN", "PHASE", "CREATED", "EXPIRES", "LOCATION"),
+                    (
+                        [
+                            b["backupName"],
+                            b["origin"],
+                            b["phase"],
+                            when(b.get("createdAt")),
+                            when(b.get("expirationTime")),
+                            b.get("backupLocationName"),
+                        ]
+                        for b in imported
+                    ),
+                )
+            )
+            typer.echo("")
+        for item in skipped:
+            typer.echo(f"Skipped {item['name']} (location {item.get('locationName')}): {item.get('reason')}")
+        if skipped:
+            typer.echo("")
+        typer.echo(f"Imported {len(imported)}, skipped {len(skipped)}, already known {int(result.get('known') or 0)}.")
+    if failed:
+        reasons = "; ".join(f"{f.get('locationName')}: {f.get('reason')}" for f in failed)
+        fail(f"{len(failed)} location(s) could not be read: {reasons}", EXIT_API_ERROR)
+
+
+@app.command("verify")
+def verify_backup(
+    cluster: ClusterArgument,
+    name: NameArgument,
+    project: ProjectOption = "default",
+    server: ServerOption = None,
+    token: TokenOption = None,
+    output: OutputOption = None,
+) -> None:
+    """Re-read every object of a backup from the bucket and check it against its SHA-256 manifest; exit 0 when it is
+    intact, 1 when anything is missing, extra, resized or changed (or there is no manifest to check)."""
+    with api(server, token, output) as (client, conn):
+        result: dict[str, Any] = client.post(_backups(project, cluster, name, "verify"))
+    problems: list[dict[str, Any]] = result.get("problems") or []
+    checked = int(result.get("checkedObjects") or 0)
+    if conn.json:
+        echo_json(result)
+    elif result.get("ok"):
+        typer.echo(f"Backup {name} is intact: {checked} objects match their SHA-256 and size in the manifest.")
+    else:
+        typer.echo(
+            table(
+                ("OBJECT", "PROBLEM", "EXPECTED SIZE", "ACTUAL SIZE", "EXPECTED SHA-256", "ACTUAL SHA-256"),
+                (
+                    [
+                        p.get("key"),
+                        p.get("problem"),
+                        _size(p.get("expectedSize")),
+                        _size(p.get("actualSize")),
+                        _short(p.get("expectedSha256")),
+                        _short(p.get("actualSha256")),
+                    ]
+                    for p in problems
+                ),
+            )
+        )
+        typer.echo("")
+        for problem in problems:
+            typer.echo(f"- {problem.get('message')}")
+    if not result.get("ok"):
+        fail(f"backup {name} failed verification: {len(problems)} problem(s) in {checked} checked objects.", 1)
 
 
 # -- schedules --------------------------------------------------------------------------------------------
