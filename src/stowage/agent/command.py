@@ -16,8 +16,10 @@ from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
 from stowage.agent.jobs import BackupJobs
 from stowage.agent.jsonlog import JsonLog
+from stowage.agent.restore_jobs import RestoreJobs
 from stowage.agent.runner import AgentRunner
 from stowage.domain.backups import BACKUP_WORK_KIND as WORK_KIND
+from stowage.domain.restores import RESTORE_WORK_KIND
 
 
 def _token_source(token: str | None, token_file: Path | None) -> tuple[str, ...] | Path:
@@ -129,7 +131,10 @@ def agent(
             log=log,
             stop=stop,
             backoff=Backoff(1.0, max(1.0, backoff_cap)),
-            handlers={WORK_KIND: BackupJobs(control, log=log, kube=kube)},
+            handlers={
+                WORK_KIND: BackupJobs(control, log=log, kube=kube),
+                RESTORE_WORK_KIND: RestoreJobs(control, log=log, kube=kube),
+            },
         )
         probes = health.serve(runner, health_address, health_port) if health_port else None
         try:

@@ -23,20 +23,33 @@ from stowage.domain.backups import BackupOutcome, BackupPhase, BackupRequest
 # and the backup is Failed there; the objects without velero-backup.json never look complete).
 COMPLETE_GIVE_UP_SECONDS = 3600.0
 MAX_BUFFERED_LINES = 5000
+# The control plane takes at most this many item results per report (restores).
+MAX_ITEMS_PER_REPORT = 5000
 
 
 class JobReporter:
-    """Progress, log lines and the cancel flag of one running job, sent by a background thread."""
+    """Progress, log lines and the cancel flag of one running job, sent by a background thread.
 
-    def __init__(self, control: ControlPlane, job_id: str, *, lease_seconds: float, log: JsonLog) -> None:
+    ``kind`` names the job in the agent's own log events (``backup.log``, ``restore.log``) and picks the
+    progress field (``itemsBackedUp`` or ``itemsRestored``); restores also queue item results, sent at most
+    ``MAX_ITEMS_PER_REPORT`` a report (a full batch wakes the thread rather than waiting for the interval).
+    """
+
+    def __init__(
+        self, control: ControlPlane, job_id: str, *, lease_seconds: float, log: JsonLog, kind: str = "backup"
+    ) -> None:
         self._control = control
         self._job_id = job_id
         self._interval = max(1.0, lease_seconds / 4)
         self._log = log
+        self._kind = kind
+        self._done_field = "itemsRestored" if kind == "restore" else "itemsBackedUp"
         self._lock = threading.Lock()
         self._lines: list[dict[str, str]] = []
+        self._items: list[dict[str, Any]] = []
         self._progress = (0, 0)
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stowage-job-{job_id[:8]}", daemon=True)
         self.lost: str | None = None
@@ -54,13 +67,32 @@ class JobReporter:
         """Queue a live log line (also written to the agent's own log)."""
         self._log.log(
             level if level in ("debug", "info", "warning", "error") else "info",
-            "backup.log",
+            f"{self._kind}.log",
             job=self._job_id,
             message=message,
         )
         with self._lock:
             if len(self._lines) < MAX_BUFFERED_LINES:
                 self._lines.append({"at": _now(), "level": level, "message": message})
+
+    def items(self, results: list[dict[str, Any]]) -> None:
+        """Queue item results (restores); a full report's worth wakes the reporter thread."""
+        with self._lock:
+            self._items.extend(results)
+            full = len(self._items) >= MAX_ITEMS_PER_REPORT
+        if full:
+            self._wake.set()
+
+    def pending_items(self) -> int:
+        """Item results not sent yet."""
+        with self._lock:
+            return len(self._items)
+
+    def take_items(self) -> list[dict[str, Any]]:
+        """The item results not sent yet (for the completion), emptying the queue."""
+        with self._lock:
+            items, self._items = self._items, []
+        return items
 
     def cancelled(self) -> bool:
         """True once the control plane asked to stop (deletion requested) or gave the job up."""
@@ -69,37 +101,49 @@ class JobReporter:
     def stop(self) -> list[dict[str, str]]:
         """Stop the thread; returns the lines not sent yet (they go with the completion)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=30)
         with self._lock:
             lines, self._lines = self._lines, []
         return lines
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.send()
 
-    def send(self) -> None:
-        """One progress report; lines are kept for the next try when the control plane is away."""
+    def send(self) -> bool:
+        """One progress report; lines and items are kept for the next try when the control plane is away.
+
+        Returns whether the control plane took it.
+        """
         with self._lock:
             lines, self._lines = self._lines, []
+            items, self._items = self._items[:MAX_ITEMS_PER_REPORT], self._items[MAX_ITEMS_PER_REPORT:]
             done, total = self._progress
+        body: dict[str, Any] = {"totalItems": total, self._done_field: done, "logs": lines}
+        if items:
+            body["items"] = items
         try:
-            answer = self._control.job_progress(
-                self._job_id, {"totalItems": total, "itemsBackedUp": done, "logs": lines}
-            )
+            answer = self._control.job_progress(self._job_id, body)
         except ServerUnavailable as exc:
             with self._lock:
                 self._lines = (lines + self._lines)[:MAX_BUFFERED_LINES]
-            self._log.warning("backup.report.unreachable", job=self._job_id, error=str(exc))
-            return
+                self._items = items + self._items
+            self._log.warning(f"{self._kind}.report.unreachable", job=self._job_id, error=str(exc))
+            return False
         except AgentRejected as exc:
-            # The control plane gave this job up (lease expired, or the backup is gone): stop working on it.
+            # The control plane gave this job up (lease expired, or the job is gone): stop working on it.
             self.lost = exc.message
             self._cancel.set()
-            self._log.error("backup.report.rejected", job=self._job_id, error=exc.message)
-            return
+            self._log.error(f"{self._kind}.report.rejected", job=self._job_id, error=exc.message)
+            return False
         if answer.get("cancel"):
             self._cancel.set()
+        return True
 
 
 def _now() -> str:
