@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import hashlib
 import io
 import json
 import tarfile
@@ -215,3 +216,17 @@ def write_velero_backup(
         # Velero uploads velero-backup.json last (persistBackup): its presence marks the backup as complete.
         s3.put_object(Bucket=live.bucket, Key=f"{folder}/velero-backup.json", Body=json.dumps(document).encode())
     return resources
+
+
+def add_manifest(live: Live, name: str) -> int:
+    """Write Stowage's SHA-256 manifest over every object of a backup folder (as another Stowage would); returns
+    how many objects it lists."""
+    s3 = live.owner_s3()
+    folder = f"{live.cluster_prefix}/backups/{name}"
+    entries = []
+    for key in sorted(live.keys(name)):
+        body = s3.get_object(Bucket=live.bucket, Key=key)["Body"].read()
+        entries.append({"key": key[len(folder) + 1 :], "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+    manifest = {"algorithm": "SHA-256", "objects": entries}
+    s3.put_object(Bucket=live.bucket, Key=f"{folder}/{name}-stowage-manifest.json", Body=json.dumps(manifest).encode())
+    return len(entries)

@@ -705,3 +705,58 @@ async def delete_backup(request: Request, project: str, cluster_id: str, name: s
     _require(who, Permission.DELETE_BACKUPS, "delete them")
     view = await run_in_threadpool(runtime_of(request).backups.request_delete, who.principal, project, cluster_id, name)
     return redirect(tab_url(project, view.cluster_id, notice="backup-deleting"))
+
+
+# -- sync from the bucket, and verification -----------------------------------------------------------------
+@router.post("/projects/{project}/settings/clusters/{cluster_id}/backups/sync")
+async def sync_backups(request: Request, project: str, cluster_id: str) -> Response:
+    """Import the cluster's backups found in the project's buckets, and show what was imported and skipped."""
+    who = await visitor(request)
+    await read_form(request)
+    _require(who, Permission.RUN_BACKUPS, "sync them from the bucket")
+    runtime = runtime_of(request)
+    cluster = await run_in_threadpool(runtime.clusters.get, who.principal, project, cluster_id)
+    result = await run_in_threadpool(runtime.backup_sync.sync_cluster, who.principal, project, cluster.id)
+    frame = await project_frame(request, who, project)
+    return render(
+        request,
+        "backups_sync.html",
+        who=who,
+        **frame,
+        **HELPERS,
+        cluster=cluster,
+        result=result,
+        tab_url=tab_url,
+        backup_url=backup_url,
+    )
+
+
+@router.post("/projects/{project}/settings/clusters/{cluster_id}/backups/{name}/verify")
+async def verify_backup(request: Request, project: str, cluster_id: str, name: str) -> Response:
+    """Re-read every object of the backup and show how it compares with its SHA-256 manifest."""
+    who = await visitor(request)
+    await read_form(request)
+    runtime = runtime_of(request)
+    cluster = await run_in_threadpool(runtime.clusters.get, who.principal, project, cluster_id)
+    view = await run_in_threadpool(runtime.backups.get, who.principal, project, cluster.id, name)
+    found, reason = None, ""
+    try:
+        found = await run_in_threadpool(runtime.backup_sync.verify, who.principal, project, cluster.id, view.name)
+    except (errors.Conflict, errors.CloudError, errors.StsUnavailable, errors.NotFound) as exc:
+        # The backup was just read, so a NotFound here is its location: say why nothing could be checked.
+        reason = exc.message
+    frame = await project_frame(request, who, project)
+    return render(
+        request,
+        "backup_verify.html",
+        status=200 if found is not None else 409,
+        who=who,
+        **frame,
+        **HELPERS,
+        cluster=cluster,
+        backup=view,
+        report=found,
+        reason=reason,
+        tab_url=tab_url,
+        backup_url=backup_url,
+    )
