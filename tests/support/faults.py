@@ -118,6 +118,7 @@ class FaultProxy:
         services: tuple[str, ...] | None = None,
         seed: int = 12,
         delay_seconds: tuple[float, float] = (0.2, 1.0),
+        cycle_kinds: bool = False,
     ) -> None:
         parts = urlsplit(target)
         if parts.scheme != "http" or not parts.hostname:
@@ -131,6 +132,9 @@ class FaultProxy:
         # None: every service; otherwise only requests signed for these services get faults.
         self.services = services
         self.delay_seconds = delay_seconds
+        # Kinds in turn rather than at random: a run with few faults still sees every kind.
+        self.cycle_kinds = cycle_kinds
+        self._turn = 0
         self.stats = FaultStats()
         self.port = 0
         self._rng = random.Random(seed)
@@ -270,10 +274,20 @@ class FaultProxy:
             self.stats.by_service[request.service] += 1
             if request.attempt > 1:
                 self.stats.retries += 1
-            eligible = self.services is None or request.service in self.services
-            fault = self._rng.choice(self.kinds) if eligible and self._rng.random() < self.rate else None
+            fault = self._draw(request)
         request.headers["x-fault-proxy-decision"] = fault or ""
         return fault == "reset"
+
+    def _draw(self, request: _Request) -> str | None:
+        """The fault for one request, or None (called under the lock)."""
+        if self.services is not None and request.service not in self.services:
+            return None
+        if self._rng.random() >= self.rate:
+            return None
+        if self.cycle_kinds:
+            self._turn += 1
+            return self.kinds[(self._turn - 1) % len(self.kinds)]
+        return self._rng.choice(self.kinds)
 
     def _count_and_reset_mid_body(self, client: socket.socket, request: _Request) -> None:
         self._record_fault(request, "reset")
@@ -289,8 +303,7 @@ class FaultProxy:
                 self.stats.by_service[request.service] += 1
                 if request.attempt > 1:
                     self.stats.retries += 1
-                eligible = self.services is None or request.service in self.services
-                decided = self._rng.choice(self.kinds) if eligible and self._rng.random() < self.rate else ""
+                decided = self._draw(request) or ""
         fault = decided or None
         if fault is not None and fault != "delay":
             self._record_fault(request, fault)
