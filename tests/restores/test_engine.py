@@ -135,7 +135,8 @@ def test_round_trip_into_new_namespaces(kube: Kube, s3: Any) -> None:
 
 
 def result_name(result: Any) -> str:
-    return next(m for _, m in result.logs if m.startswith("Restoring backup")).rsplit(" as ", 1)[1].rstrip(".")
+    line: str = next(m for _, m in result.logs if m.startswith("Restoring backup"))
+    return line.rsplit(" as ", 1)[1].rstrip(".")
 
 
 def get(s3: Any, key: str) -> bytes:
@@ -213,7 +214,7 @@ def test_preview_plan_matches_the_restore_item_by_item(kube: Kube, s3: Any) -> N
 
 
 def _fields(request: RestoreRequest) -> dict[str, Any]:
-    return {f: getattr(request, f) for f in request.__slots__}  # type: ignore[attr-defined]
+    return {f: getattr(request, f) for f in request.__slots__}
 
 
 def test_existing_objects_in_place_under_both_policies(kube: Kube, s3: Any) -> None:
