@@ -7,9 +7,12 @@ test, so a fault proxy or a slow proxy can sit in front of either.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +27,7 @@ import pytest
 from tests.agents.helpers import register
 from tests.support.aws_accounts import AwsAccounts
 from tests.support.kube import Kube
-from tests.support.processes import spawn, stop, wait_until
+from tests.support.processes import free_port, spawn, stop, wait_until
 from tests.support.servers import StowageServer
 
 REGION = "eu-west-1"
@@ -184,3 +187,76 @@ def many_configmaps(kube: Kube, count: int, size: int = 1024) -> str:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(create, range(count)))
     return namespace
+
+
+PG_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)), None)
+
+
+@dataclass
+class OwnPostgres:
+    """A throw-away PostgreSQL server of this test alone (so restarting it disturbs no one else)."""
+
+    directory: Path
+    port: int
+    log: Path
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        assert PG_BIN is not None
+        subprocess.run(
+            [*_as_postgres(), str(PG_BIN / "pg_ctl"), "-D", str(self.directory / "data"), "-l", str(self.log), *args],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("start", "-w", "-o", options)
+
+    def stop(self) -> None:
+        self._ctl("stop", "-w", "-m", "fast")
+
+    def restart(self) -> None:
+        """Stop (fast: every connection is cut) and start again."""
+        self.stop()
+        self.start()
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+
+def _as_postgres() -> list[str]:
+    # initdb and postgres refuse to run as root.
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """initdb + pg_ctl on a free port in a temp directory; stopped and removed at the end."""
+    if PG_BIN is None or not (PG_BIN / "initdb").exists():
+        pytest.skip("PostgreSQL NOT TESTED: no /usr/lib/postgresql/*/bin/initdb on this machine")
+    directory = Path(tempfile.mkdtemp(prefix="stowage-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(directory, "postgres", "postgres")
+    subprocess.run(
+        [*_as_postgres(), str(PG_BIN / "initdb"), "-D", str(directory / "data"), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    pg = OwnPostgres(directory, free_port(), directory / "postgres.log")
+    pg.start()
+    try:
+        yield pg
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            pg.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -30,6 +30,10 @@ QUEUE = "revalidation"
 # A claimed location is not handed out again for this long, even if its job is lost.
 CLAIM_LEASE_SECONDS = 600
 STOP_TIMEOUT_SECONDS = 3.0
+# A worker that stopped on its own (lost database connection) is started again after 1, 2, 4 ... 30 s.
+WORKER_RESTART_MIN_SECONDS = 1.0
+WORKER_RESTART_MAX_SECONDS = 30.0
+WORKER_HEALTHY_SECONDS = 60.0
 
 
 class RevalidationScheduler:
@@ -132,15 +136,34 @@ class RevalidationScheduler:
         await self.app.open_async()
         if self._db.is_postgres:
             await asyncio.to_thread(self._ensure_schema)
-        self._worker = asyncio.create_task(
-            self.app.run_worker_async(
-                queues=[QUEUE],
-                concurrency=self._concurrency,
-                install_signal_handlers=False,
-                name="stowage-revalidation",
-                delete_jobs="successful",
-            )
-        )
+        self._worker = asyncio.create_task(self._supervise())
+
+    async def _supervise(self) -> None:
+        """Run the worker, and start it again whenever it stops on its own.
+
+        procrastinate stops its worker when the LISTEN connection fails (a database restart or failover cuts
+        it): without this the server kept answering but re-validation, scheduled backups, lost-job checks and
+        expiry never ran again until the process was restarted (tests/faults/test_postgres_restart.py).
+        """
+        delay = WORKER_RESTART_MIN_SECONDS
+        while True:
+            started = asyncio.get_running_loop().time()
+            try:
+                await self.app.run_worker_async(
+                    queues=[QUEUE],
+                    concurrency=self._concurrency,
+                    install_signal_handlers=False,
+                    name="stowage-revalidation",
+                    delete_jobs="successful",
+                )
+                log.warning("the scheduler's worker stopped; starting it again in %.0f s", delay)
+            except Exception:
+                log.warning("the scheduler's worker failed; starting it again in %.0f s", delay, exc_info=True)
+            if asyncio.get_running_loop().time() - started > WORKER_HEALTHY_SECONDS:
+                delay = WORKER_RESTART_MIN_SECONDS  # it ran fine for a while: this is a new outage
+            await asyncio.sleep(delay)
+            # Doubling while the database stays away, so a long outage is not a busy loop of failed connects.
+            delay = min(delay * 2, WORKER_RESTART_MAX_SECONDS)
 
     async def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Stop the worker and close the job store, giving up after ``timeout`` seconds."""
