@@ -157,7 +157,7 @@ def child(args: argparse.Namespace) -> None:
         expires_at=now + dt.timedelta(days=30),
         labels={},
     )
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     outcome = run_backup(
         job,
         api=api,
@@ -169,7 +169,7 @@ def child(args: argparse.Namespace) -> None:
         page_size=args.page_size,
         gzip_level=args.gzip_level,
     )
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     hwm = next(
         int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM:")
     )
@@ -180,6 +180,7 @@ def child(args: argparse.Namespace) -> None:
                 "reason": outcome.failure_reason,
                 "items": outcome.items_backed_up,
                 "wall": wall,
+                "cpu": cpu,
                 "hwm_kib": hwm,
                 "size": outcome.size_bytes,
             }

@@ -148,6 +148,10 @@ class MultipartSink:
         return None
 
 
+_ZEROS = bytes(BLOCK)
+_HEADER_END = bytes(12)
+
+
 def _octal(value: int, width: int) -> bytes:
     return b"%0*o\0" % (width - 1, value)
 
@@ -168,13 +172,14 @@ class TarGzWriter:
         self._thread = threading.Thread(target=self._run, name="tar-gzip", daemon=True)
         self._thread.start()
         self._closed = False
-        # Every header field but name, size, checksum and prefix is the same for all entries.
+        # Every ustar field but name, size, checksum and prefix is the same for all entries: built once, and
+        # their share of the checksum (computed with the checksum field as eight spaces) summed once.
         self._mode_ids = _octal(mode, 8) + _octal(0, 8) + _octal(0, 8)
-        self._after_size = (
-            (_octal(mtime, 12) + b" " * 8 + b"0" + b"\0" * 100 + b"ustar\x0000" + b"\0" * 32 + b"\0" * 32)
-            + _octal(0, 8)
-            + _octal(0, 8)
+        self._mtime_field = _octal(mtime, 12)
+        self._after_checksum = (
+            b"0" + b"\0" * 100 + b"ustar\x0000" + b"\0" * 32 + b"\0" * 32 + _octal(0, 8) + _octal(0, 8)
         )
+        self._fixed_sum = sum(self._mode_ids) + sum(self._mtime_field) + sum(b" " * 8) + sum(self._after_checksum)
 
     def _run(self) -> None:
         while True:
@@ -205,16 +210,20 @@ class TarGzWriter:
             if cut <= 0 or cut > 155:
                 return self._pax_header(path, size)
             prefix, name = name[:cut], name[cut + 1 :]
-        header = bytearray(
-            name.ljust(100, b"\0")
-            + self._mode_ids
-            + _octal(size, 12)
-            + self._after_size
-            + prefix.ljust(155, b"\0")
-            + b"\0" * 12
+        size_field = _octal(size, 12)
+        checksum = self._fixed_sum + sum(name) + sum(size_field) + sum(prefix)
+        return b"".join(
+            (
+                name.ljust(100, b"\0"),
+                self._mode_ids,
+                size_field,
+                self._mtime_field,
+                b"%06o\0 " % checksum,
+                self._after_checksum,
+                prefix.ljust(155, b"\0"),
+                _HEADER_END,
+            )
         )
-        header[148:156] = b"%06o\0 " % sum(header)
-        return bytes(header)
 
     def _pax_header(self, path: str, size: int) -> bytes:
         info = tarfile.TarInfo(path)
@@ -227,13 +236,18 @@ class TarGzWriter:
 
     def add(self, path: str, data: bytes) -> None:
         """Append one regular file."""
-        self._raw += self._header(path, len(data))
-        self._raw += data
-        pad = -len(data) % BLOCK
-        if pad:
-            self._raw += b"\0" * pad
-        self.entries += 1
-        if len(self._raw) >= CHUNK:
+        self.add_copies((path,), data)
+
+    def add_copies(self, paths: tuple[str, ...], data: bytes) -> None:
+        """Append the same bytes as one regular file under each path (Velero's preferred-version copies)."""
+        padding = _ZEROS[: -len(data) % BLOCK]
+        raw = self._raw
+        for path in paths:
+            raw += self._header(path, len(data))
+            raw += data
+            raw += padding
+        self.entries += len(paths)
+        if len(raw) >= CHUNK:
             self._flush_raw()
 
     def _flush_raw(self) -> None:

@@ -60,6 +60,9 @@ COHABITING = {
 }
 # What Auto keeps of the cluster-scoped resources when only some namespaces are backed up.
 RELATED_CLUSTER_RESOURCES = frozenset({"persistentvolumes", "customresourcedefinitions.apiextensions.k8s.io"})
+# Items the engine reads beyond name, namespace and labels (claims, volumes, CRD names, namespace phases): their
+# pages are parsed in full; every other page may be cut without parsing its items (kube.parse_page's light cut).
+NEEDS_OBJECT = RELATED_CLUSTER_RESOURCES | {"persistentvolumeclaims", "namespaces"}
 PROGRESS_INTERVAL = 1.0
 # Messages kept in the outcome (the job report) and in -results.gz; the rest are counted.
 MAX_OUTCOME_MESSAGES = 1000
@@ -152,18 +155,32 @@ class _ResourceList:
     """
 
     SORT_LIMIT = 10000
+    # Encoded entries are gzip'd in batches: a GzipFile.write per entry cost more than the rest of an item.
+    BATCH_BYTES = 64 * 1024
 
     def __init__(self) -> None:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
-        self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", mtime=0)
+        self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=6, mtime=0)
         self._current: str | None = None
         self._held: list[str] | None = []
         self._first_entry = True
-        self._gzip.write(b"{")
+        self._out: list[bytes] = [b"{"]
+        self._out_size = 1
+
+    def _write(self, data: bytes) -> None:
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= self.BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._gzip.write(b"".join(self._out))
+        self._out.clear()
+        self._out_size = 0
 
     def _write_entries(self, entries: list[str]) -> None:
         for entry in entries:
-            self._gzip.write((b"" if self._first_entry else b",") + json.dumps(entry).encode())
+            self._write((b"" if self._first_entry else b",") + json.dumps(entry).encode())
             self._first_entry = False
 
     def _end_kind(self) -> None:
@@ -171,12 +188,12 @@ class _ResourceList:
             return
         if self._held is not None:
             self._write_entries(sorted(self._held))
-        self._gzip.write(b"]")
+        self._write(b"]")
 
     def add(self, key: str, entry: str) -> None:
         if key != self._current:
             self._end_kind()
-            self._gzip.write((b"," if self._current is not None else b"") + json.dumps(key).encode() + b":[")
+            self._write((b"," if self._current is not None else b"") + json.dumps(key).encode() + b":[")
             self._current = key
             self._held = []
             self._first_entry = True
@@ -190,7 +207,8 @@ class _ResourceList:
 
     def finish(self) -> bytes:
         self._end_kind()
-        self._gzip.write(b"}")
+        self._write(b"}")
+        self._flush()
         self._gzip.close()
         self._file.seek(0)
         data = self._file.read()
@@ -271,6 +289,7 @@ class _Fetcher:
         try:
             for target in self.targets:
                 token: str | None = None
+                remaining: int | None = None
                 path = target.resource.path(target.namespace)
                 while not self._stop.is_set():
                     query = kube.list_query(
@@ -282,9 +301,13 @@ class _Fetcher:
                         if not self._put(("error", target, exc)):
                             return
                         break
-                    if not self._put(("page", target, raw)):
+                    # How many items the page holds, when the apiserver has said so (see kube.parse_page).
+                    expected = remaining
+                    token, remaining = kube.page_token(raw)
+                    if token:
+                        expected = self.page_size
+                    if not self._put(("page", target, (raw, expected))):
                         return
-                    token, _ = kube.page_token(raw)
                     if not token:
                         break
                 if self._stop.is_set():
@@ -346,6 +369,8 @@ class _Engine:
         # Auto backs up every cluster-scoped resource only when the namespace filter takes everything.
         self.everything = job.request.all_namespaces and not job.request.excluded_namespaces
         self.related_only = self.mode == ClusterResourceMode.AUTO and not self.everything
+        self._heads: dict[ApiResource, bytes] = {}
+        self._selected: dict[str, bool] = {}
 
     # -- messages ---------------------------------------------------------------------------------------
     def warn(self, message: ItemMessage) -> None:
@@ -394,18 +419,18 @@ class _Engine:
             chosen.append(resource)
         return chosen
 
-    def namespaces(self, namespace_resource: ApiResource) -> dict[str, tuple[dict[str, Any], str]]:
-        """The Namespace objects the filter selects (name -> (object, JSON text))."""
-        found: dict[str, tuple[dict[str, Any], str]] = {}
+    def namespaces(self, namespace_resource: ApiResource) -> dict[str, tuple[dict[str, Any], bytes]]:
+        """The Namespace objects the filter selects (name -> (object, JSON bytes))."""
+        found: dict[str, tuple[dict[str, Any], bytes]] = {}
         token: str | None = None
         while True:
             raw = _fetch_with_retries(
                 self.api, namespace_resource.path(), kube.list_query(limit=self.page_size, continue_token=token)
             )
-            for item, text in kube.parse_page(raw).items:
+            for item, data in kube.parse_page(raw).items:
                 name = str(item["metadata"]["name"])
                 if self.request.namespace_selected(name):
-                    found[name] = (item, text)
+                    found[name] = (item, data)
             token, _ = kube.page_token(raw)
             if not token:
                 return found
@@ -433,7 +458,7 @@ class _Engine:
 
     # -- items ------------------------------------------------------------------------------------------
     def write_item(
-        self, tar: TarGzWriter, resources: _ResourceList, resource: ApiResource, item: dict[str, Any], text: str
+        self, tar: TarGzWriter, resources: _ResourceList, resource: ApiResource, item: dict[str, Any], data: bytes
     ) -> None:
         metadata = item.get("metadata") or {}
         name = metadata.get("name")
@@ -444,10 +469,13 @@ class _Engine:
                 ItemMessage(f"A {resource.kind} without a name was skipped.", namespace, resource.group_resource)
             )
             return
-        data = kube.item_json(resource, item, text).encode()
-        plain, preferred = velero.item_paths(resource.group_resource, resource.version, namespace, name)
-        tar.add(plain, data)
-        tar.add(preferred, data)
+        head = self._heads.get(resource)
+        if head is None:
+            head = self._heads[resource] = kube.type_head(resource)
+        tar.add_copies(
+            velero.item_paths(resource.group_resource, resource.version, namespace, name),
+            kube.item_json(resource, item, data, head),
+        )
         resources.add(
             velero.resource_list_key(resource.api_version, resource.kind), velero.resource_list_entry(namespace, name)
         )
@@ -456,6 +484,13 @@ class _Engine:
         if namespace:
             self.state.namespaces_with_items.add(namespace)
 
+    def namespace_selected(self, namespace: str) -> bool:
+        """The request's namespace filter, remembered per namespace (it is asked once per item)."""
+        selected = self._selected.get(namespace)
+        if selected is None:
+            selected = self._selected[namespace] = self.request.namespace_selected(namespace)
+        return selected
+
     def keep(self, resource: ApiResource, item: dict[str, Any]) -> bool:
         """Whether a listed item goes into the backup (namespace filter, exclusion label, related-only)."""
         metadata = item.get("metadata") or {}
@@ -463,7 +498,7 @@ class _Engine:
         if labels and labels.get(velero.EXCLUDE_LABEL) == "true":
             return False
         namespace = metadata.get("namespace")
-        if namespace and not self.request.namespace_selected(namespace):
+        if namespace and not self.namespace_selected(namespace):
             return False
         if resource.namespaced or not self.related_only:
             return True
@@ -567,9 +602,10 @@ class _Engine:
                     self.list_failed(target, payload)
                     continue
                 resource = target.resource
+                raw, expected = payload
                 try:
-                    page = kube.parse_page(payload)
-                except ValueError as exc:
+                    page = kube.parse_page(raw, light=resource.group_resource not in NEEDS_OBJECT, expected=expected)
+                except (ValueError, IndexError) as exc:
                     self.error(
                         ItemMessage(f"A page of {resource.group_resource} was not valid JSON: {exc}", target.namespace)
                     )
@@ -577,10 +613,11 @@ class _Engine:
                 if target != current:
                     current = target
                     self.state.estimated_total += len(page.items) + (page.remaining or 0)
-                for item, text in page.items:
-                    if self.keep(resource, item):
-                        self.write_item(tar, resources, resource, item, text)
-                        self.after_item(resource, item)
+                keep, write, after = self.keep, self.write_item, self.after_item
+                for item, data in page.items:
+                    if keep(resource, item):
+                        write(tar, resources, resource, item, data)
+                        after(resource, item)
                 self.progress()
         finally:
             fetcher.stop()
@@ -590,10 +627,10 @@ class _Engine:
         tar: TarGzWriter,
         resources: _ResourceList,
         resource: ApiResource,
-        found: Mapping[str, tuple[dict[str, Any], str]],
+        found: Mapping[str, tuple[dict[str, Any], bytes]],
     ) -> None:
         for name in sorted(found):
-            item, text = found[name]
+            item, data = found[name]
             labels = (item.get("metadata") or {}).get("labels")
             if labels and labels.get(velero.EXCLUDE_LABEL) == "true":
                 continue
@@ -604,7 +641,7 @@ class _Engine:
             matched = name in self.state.namespaces_with_items or velero.selector_matches(self.selector, labels)
             if self.selector and not matched:
                 continue
-            self.write_item(tar, resources, resource, item, text)
+            self.write_item(tar, resources, resource, item, data)
 
     # -- uploads ----------------------------------------------------------------------------------------
     def put(self, relative: str, body: bytes) -> velero.ManifestEntry:

@@ -2,13 +2,26 @@
 
 Lists go through ``ApiClient.call_api(..., _preload_content=False)`` and the raw bytes are parsed here: the
 client's own deserialisation into model objects costs several times the whole backup. Items are cut out of
-the list's JSON text as they are (``json.JSONDecoder.raw_decode`` gives each item's span), so an item's bytes
-are the server's own, with ``kind`` and ``apiVersion`` put in front (list items lack them; a ``GET`` has them).
+the list's JSON as they are, so an item's bytes are the server's own, with ``kind`` and ``apiVersion`` put in
+front (list items lack them; a ``GET`` has them). Two ways to cut:
+
+* ``json.JSONDecoder.raw_decode`` parses each item and gives its span: always right, and most of a backup's
+  CPU (every ``managedFields`` entry becomes Python objects).
+* The light cut, for callers that need only an item's name, namespace and labels: built-in objects are Go
+  structs encoded compactly with ``metadata`` first and ``name`` first in it, so every item but the first
+  starts right after ``},{"metadata":{"name":"``. Unescaped ``{"`` never occurs inside a JSON string, so each
+  occurrence of that text is a real object boundary, but a nested array of such objects (a StatefulSet's
+  ``volumeClaimTemplates``, raw JSON in a CRD schema) has them too. Such a page has more boundaries than
+  items, so the cut is used only when the number of items is known beforehand and matches: a page with a
+  continue token holds exactly ``limit`` items (etcd fills each page before it hands out a token), the last
+  page the previous page's ``remainingItemCount``. Anything unexpected (custom resources, whose items start
+  with ``apiVersion``; an unknown metadata field before ``labels``; a short page) falls back to the full parse.
 """
 
 from __future__ import annotations
 
 import json
+import json.scanner
 import os
 import re
 from collections.abc import Iterator
@@ -24,9 +37,29 @@ DEFAULT_PAGE_SIZE = 500
 # (connect, read) seconds for one request; a page of 500 large objects can take a while on a busy apiserver.
 REQUEST_TIMEOUT = (10.0, 120.0)
 _DECODER = json.JSONDecoder()
+# The C scanner itself: json.loads costs more than the scan for a small object like a label map.
+_SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 _WS = re.compile(r"[ \t\n\r]*")
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
 _REMAINING = re.compile(rb'"remainingItemCount":(\d+)')
+_ITEM_START = b'{"metadata":{"name":"'
+_BOUNDARY = b'},{"metadata":{"name":"'
+_STRING = rb'"((?:[^"\\]++|\\.)*+)"'
+# ObjectMeta's head in Go's field order: name, generateName, namespace, then scalars up to labels, whose keys
+# and values the apiserver restricts to characters without braces or escapes. The lookahead demands a field
+# that Go writes after labels (or the end of metadata), so an object whose labels are anywhere else, or look
+# any other way, does not match and its page is parsed in full: a missed label could be Velero's exclusion.
+_LIGHT_HEAD = re.compile(
+    rb'\{"metadata":\{"name":'
+    + _STRING
+    + rb'(?:,"generateName":"(?:[^"\\]++|\\.)*+")?(?:,"namespace":'
+    + _STRING
+    + rb")?"
+    rb'(?:,"(?:selfLink|uid|resourceVersion|creationTimestamp|deletionTimestamp)":"(?:[^"\\]++|\\.)*+"'
+    rb'|,"(?:generation|deletionGracePeriodSeconds)":-?\d++)*+'
+    rb'(?:,"labels":(\{[^{}\\]*+\}))?'
+    rb'(?=\}|,"(?:annotations|ownerReferences|finalizers|clusterName|managedFields)":)'
+)
 
 
 def api_client(kubeconfig: str | None = None, context: str | None = None) -> kubernetes.client.ApiClient:
@@ -138,11 +171,15 @@ def discover(api: kubernetes.client.ApiClient) -> list[ApiResource]:
 
 @dataclass(slots=True)
 class Page:
-    """One page of a list: its items (parsed, with their exact JSON text) and the continue token."""
+    """One page of a list: its items (with their exact JSON bytes) and the continue token.
 
-    items: list[tuple[dict[str, Any], str]]
+    Items are the parsed objects, or with ``light`` only ``{"metadata": {"name", "namespace", "labels"}}``.
+    """
+
+    items: list[tuple[dict[str, Any], bytes]]
     continue_token: str | None
     remaining: int | None
+    light: bool = False
 
 
 def page_token(raw: bytes) -> tuple[str | None, int | None]:
@@ -161,10 +198,58 @@ def page_token(raw: bytes) -> tuple[str | None, int | None]:
     )
 
 
-def parse_page(raw: bytes) -> Page:
-    """Split a list's JSON into its items, each as (parsed object, its exact JSON text)."""
+def _string(value: bytes) -> str:
+    return str(json.loads(b'"' + value + b'"')) if b"\\" in value else value.decode()
+
+
+def _light_items(raw: bytes, expected: int) -> list[tuple[dict[str, Any], bytes]] | None:
+    """The light cut (see the module's docstring), or None when the page is not the expected shape."""
+    start = raw.find(b'"items":[')
+    if start < 0 or not raw.startswith(_ITEM_START, start + 9) or not raw.rstrip().endswith(b"}]}"):
+        return None
+    pos = start + 9
+    last = len(raw.rstrip()) - 2  # the end of the last item: the page ends with "]}"
+    if raw.count(_BOUNDARY, pos, last) != expected - 1:
+        return None
+    items: list[tuple[dict[str, Any], bytes]] = []
+    append = items.append
+    find = raw.find
+    head = _LIGHT_HEAD.match
+    while True:
+        boundary = find(_BOUNDARY, pos, last)
+        end = boundary + 1 if boundary >= 0 else last
+        match = head(raw, pos, end)
+        if match is None:
+            return None
+        name, namespace, labels = match.groups()
+        metadata: dict[str, Any] = {"name": _string(name)}
+        if namespace is not None:
+            metadata["namespace"] = _string(namespace)
+        if labels is not None:
+            metadata["labels"] = _SCAN(labels.decode(), 0)[0]
+        append(({"metadata": metadata}, raw[pos:end]))
+        if boundary < 0:
+            return items
+        pos = boundary + 2
+
+
+def parse_page(raw: bytes, *, light: bool = False, expected: int | None = None) -> Page:
+    """Split a list's JSON into its items, each as (parsed object, its exact JSON bytes).
+
+    ``light`` asks for the light cut (names, namespaces, labels only) when ``expected``, the number of items
+    the page must hold, is known; it is used only if the page proves to be cut right.
+    """
+    if light and expected:
+        cut = _light_items(raw, expected)
+        if cut is not None:
+            token, remaining = page_token(raw)
+            return Page(cut, token, remaining, light=True)
     text = raw.decode("utf-8")
-    items: list[tuple[dict[str, Any], str]] = []
+    # An ASCII page (the usual case) has the same offsets in bytes and text, so an item's bytes are a slice of
+    # the page rather than its text encoded again.
+    ascii_only = len(text) == len(raw)
+    items: list[tuple[dict[str, Any], bytes]] = []
+    append = items.append
     metadata: dict[str, Any] = {}
     end = len(text)
     pos = _WS.match(text, 0).end()  # type: ignore[union-attr]
@@ -192,12 +277,17 @@ def parse_page(raw: bytes) -> Page:
             continue
         pos = ws(text, pos + 1).end()  # type: ignore[union-attr]  # past '['
         while text[pos] != "]":
-            start = pos
-            item, pos = decode(text, pos)
-            items.append((item, text[start:pos]))
-            pos = ws(text, pos).end()  # type: ignore[union-attr]
-            if text[pos] == ",":
-                pos = ws(text, pos + 1).end()  # type: ignore[union-attr]
+            item, stop = decode(text, pos)
+            append((item, raw[pos:stop] if ascii_only else text[pos:stop].encode()))
+            # The apiserver's JSON is compact: "," straight after an item; whitespace is handled all the same.
+            if text[stop] == ",":
+                pos = stop + 1
+                if text[pos] in " \t\n\r":
+                    pos = ws(text, pos).end()  # type: ignore[union-attr]
+            else:
+                pos = ws(text, stop).end()  # type: ignore[union-attr]
+                if text[pos] == ",":
+                    pos = ws(text, pos + 1).end()  # type: ignore[union-attr]
         pos += 1
     remaining = metadata.get("remainingItemCount")
     return Page(items, metadata.get("continue") or None, int(remaining) if remaining is not None else None)
@@ -250,12 +340,18 @@ def list_items(
             yield item
 
 
-def item_json(resource: ApiResource, item: dict[str, Any], text: str) -> str:
-    """An item's JSON as a ``GET`` answers it: the list's text with ``kind``/``apiVersion`` put in front."""
+def type_head(resource: ApiResource) -> bytes:
+    """``{"kind":...,"apiVersion":...`` of a resource's objects: what ``item_json`` puts in front of list items."""
+    return f'{{"kind":{json.dumps(resource.kind)},"apiVersion":{json.dumps(resource.api_version)}'.encode()
+
+
+def item_json(resource: ApiResource, item: dict[str, Any], data: bytes, head: bytes | None = None) -> bytes:
+    """An item's JSON as a ``GET`` answers it: the list's bytes with ``kind``/``apiVersion`` put in front."""
     if "kind" in item and "apiVersion" in item:
-        return text
-    head = f'{{"kind":{json.dumps(resource.kind)},"apiVersion":{json.dumps(resource.api_version)}'
-    return head + ("," + text[1:] if len(text) > 2 else "}")
+        return data
+    if head is None:
+        head = type_head(resource)
+    return head + (b"," + data[1:] if len(data) > 2 else b"}")
 
 
 def count_items(
