@@ -459,6 +459,8 @@ class WorkspaceService:
                         WorkspaceBackup.id.in_([r.workspace_backup_id for r in rows])
                     )
                 )
+                .tuples()
+                .all()  # a Result has keys(), so dict() would take it for a mapping and fail
             )
             return [self._restore_view(session, workspace, r, names.get(r.workspace_backup_id, "?")) for r in rows]
 

@@ -42,6 +42,14 @@ MAX_LENGTHS = {"name": 200, "cloud_account_id": 64, "region": 128}
 # The service names fields as the API does; the form's fields are snake_case.
 SERVICE_FIELDS = {"name": "name", "cloudAccountId": "cloud_account_id", "region": "region"}
 STATUS_LABELS = {"connected": "Connected", "disconnected": "Disconnected", "never": "Never connected"}
+# Protection risk levels as the Clusters and Workspaces pages say them.
+RISK_LABELS = {
+    "on_time": "On time",
+    "late": "Late",
+    "missed": "Missed",
+    "failing": "Failing",
+    "never": "Never backed up",
+}
 # What each confirmed action does, as the confirmation page says it.
 ACTIONS: dict[str, dict[str, str]] = {
     "rotate-token": {
@@ -99,9 +107,12 @@ async def _list_page(
 ) -> Response:
     frame = await project_frame(request, who, project)
     views = await run_in_threadpool(runtime_of(request).clusters.list, who.principal, project)
+    statuses, _ = await run_in_threadpool(runtime_of(request).workspaces.protection, who.principal, project)
     return render(
         request,
         "clusters.html",
+        protection={s.id: s.protection for s in statuses},
+        risk_labels=RISK_LABELS,
         status=status,
         who=who,
         **frame,

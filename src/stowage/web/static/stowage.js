@@ -807,3 +807,18 @@
     setTimeout(poll, 1500);
   }
 })();
+
+/* Workspaces: a workspace page (or a workspace backup's page) reloads itself while a cluster's part runs, so
+   the roll-up and per-cluster states follow the agents; not while a dialog is open (it would lose the input). */
+(() => {
+  "use strict";
+  if (!document.querySelector("[data-reload-while-active]")) return;
+  const tick = () => {
+    if (document.querySelector("dialog[open]")) {
+      setTimeout(tick, 4000);
+      return;
+    }
+    window.location.replace(window.location.pathname); // without ?notice= or ?dialog=: said once, shown once
+  };
+  setTimeout(tick, 4000);
+})();
