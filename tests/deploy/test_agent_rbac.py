@@ -1,7 +1,7 @@
 """The agent's manifests on a real kube-apiserver with ``--authorization-mode=RBAC``: a backup as the
 stowage-agent ServiceAccount succeeds with exactly deploy/agent/rbac.yaml (and cannot write), and fails with a
-403 once ``list`` is removed from the ClusterRole. That the reason names the verb and the resource is marked
-``xfail(strict)``: the engine drops the apiserver's Status message today.
+403 once ``list`` is removed from the ClusterRole, and the reason carries the apiserver's Status message (verb and
+resource) and the remedy.
 
 The ServiceAccount's token is a real one from the TokenRequest API (the apiserver has a service-account
 signing key; no controller-manager is needed for that, unlike token Secrets, which v1.20 only fills in with the
@@ -172,11 +172,6 @@ def _backup_without_list(admin: httpx.Client, kubeconfig: Path, s3: Any, namespa
         time.sleep(0.5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backup_engine.py reports '403 Forbidden' without the apiserver's Status message, which names the verb "
-    "and the resource ('cannot list resource \"configmaps\"'); remove this mark when the engine includes it",
-)
 def test_a_missing_verb_is_named_with_the_resource(
     rbac_apiserver: KubeApiserver, aws: AwsAccounts, tmp_path: Path
 ) -> None:
@@ -190,3 +185,6 @@ def test_a_missing_verb_is_named_with_the_resource(
     reason = outcome.failure_reason or ""
     assert outcome.phase == BackupPhase.FAILED
     assert re.search(r'cannot list resource "[a-z]+"', reason), reason
+    assert 'User "system:serviceaccount:stowage-system:stowage-agent"' in reason, reason
+    resource = re.search(r'cannot list resource "([a-z]+)"', reason)
+    assert resource and f"add `list` on `{resource.group(1)}`" in reason and "deploy/agent/rbac.yaml" in reason, reason

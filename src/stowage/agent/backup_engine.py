@@ -115,6 +115,43 @@ class KubeUnreachable(Exception):
     """The apiserver could not be reached or answered with a server error, after retries."""
 
 
+# Where the agent's read-only permissions are granted (deploy/agent/rbac.yaml).
+AGENT_CLUSTER_ROLE = "stowage-agent-backup"
+
+
+class KubeRefused(Exception):
+    """The apiserver refused a request the backup cannot do without (``verb`` on ``resource``)."""
+
+    def __init__(self, exc: ApiException, verb: str, resource: ApiResource | None) -> None:
+        super().__init__(kube.status_message(exc))
+        self.status = int(exc.status or 0)
+        self.verb = verb
+        self.resource = resource
+
+
+def _rbac_remedy(verb: str, resource: ApiResource) -> str:
+    """How to grant the agent one verb on one resource."""
+    group = f" in API group `{resource.group}`" if resource.group else ""
+    return (
+        f"add `{verb}` on `{resource.resource}`{group} to the agent's ClusterRole ({AGENT_CLUSTER_ROLE} in "
+        "deploy/agent/rbac.yaml, or the ClusterRole bound to its ServiceAccount)"
+    )
+
+
+def _refused_reason(exc: KubeRefused) -> str:
+    """What the apiserver refused, in its own words, and how to fix it."""
+    what = f"{exc.verb} {exc.resource.group_resource}" if exc.resource else exc.verb
+    reason = f"The Kubernetes API refused the agent's request to {what}: {exc}."
+    if exc.status == 403 and exc.resource is not None:
+        return f"{reason} To fix it, {_rbac_remedy(exc.verb, exc.resource)}."
+    if exc.status in (401, 403):
+        return (
+            f"{reason} Check the agent's credentials (its kubeconfig or in-cluster ServiceAccount token) and that "
+            "its ServiceAccount is bound to the agent's ClusterRole."
+        )
+    return reason
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -404,7 +441,7 @@ class _Engine:
         except ApiException as exc:
             if exc.status == 0 or exc.status >= 500:
                 raise KubeUnreachable(f"discovery: {exc.status} {exc.reason}") from exc
-            raise
+            raise KubeRefused(exc, "read the API discovery (GET /api, /apis)", None) from exc
         except Exception as exc:  # urllib3/socket errors: the apiserver is unreachable
             raise KubeUnreachable(f"discovery: {type(exc).__name__}: {exc}") from exc
         for resource in discovered:
@@ -424,9 +461,12 @@ class _Engine:
         found: dict[str, tuple[dict[str, Any], bytes]] = {}
         token: str | None = None
         while True:
-            raw = _fetch_with_retries(
-                self.api, namespace_resource.path(), kube.list_query(limit=self.page_size, continue_token=token)
-            )
+            try:
+                raw = _fetch_with_retries(
+                    self.api, namespace_resource.path(), kube.list_query(limit=self.page_size, continue_token=token)
+                )
+            except ApiException as exc:
+                raise KubeRefused(exc, "list", namespace_resource) from exc
             for item, data in kube.parse_page(raw).items:
                 name = str(item["metadata"]["name"])
                 if self.request.namespace_selected(name):
@@ -550,9 +590,9 @@ class _Engine:
         if exc.status == 403:
             self.warn(
                 ItemMessage(
-                    f"Listing {resource.group_resource}{where} is forbidden for the agent's Kubernetes identity; "
-                    f"its objects are not in the backup. Grant the agent's ServiceAccount 'list' on "
-                    f"{resource.group_resource}, or exclude it from the backup.",
+                    f"Listing {resource.group_resource}{where} is forbidden for the agent's Kubernetes identity "
+                    f"({kube.status_message(exc)}); its objects are not in the backup. To back them up, "
+                    f"{_rbac_remedy('list', resource)}; or exclude {resource.group_resource} from the backup.",
                     target.namespace,
                     resource.group_resource,
                 )
@@ -577,7 +617,7 @@ class _Engine:
         else:
             self.error(
                 ItemMessage(
-                    f"Listing {resource.group_resource}{where} failed: {exc.status} {exc.reason}.",
+                    f"Listing {resource.group_resource}{where} failed: {kube.status_message(exc)}.",
                     target.namespace,
                     resource.group_resource,
                 )
@@ -746,9 +786,14 @@ class _Engine:
             )
             self.log("error", reason)
             return self.outcome(BackupPhase.FAILED, reason)
+        except KubeRefused as exc:
+            self._abort(tar)
+            reason = _refused_reason(exc)
+            self.log("error", reason)
+            return self.outcome(BackupPhase.FAILED, reason)
         except ApiException as exc:
             self._abort(tar)
-            reason = f"The Kubernetes API refused a request of the agent: {exc.status} {exc.reason}."
+            reason = f"The Kubernetes API refused a request of the agent: {kube.status_message(exc)}."
             if exc.status in (401, 403):
                 reason += " Check the agent's credentials and that its ServiceAccount may list every resource."
             self.log("error", reason)

@@ -36,6 +36,8 @@ from kubernetes.client.exceptions import ApiException  # type: ignore[import-unt
 DEFAULT_PAGE_SIZE = 500
 # (connect, read) seconds for one request; a page of 500 large objects can take a while on a busy apiserver.
 REQUEST_TIMEOUT = (10.0, 120.0)
+# Enough for any Status message of the apiserver; a non-Status body (a proxy's HTML) is cut there.
+MAX_STATUS_MESSAGE = 500
 _DECODER = json.JSONDecoder()
 # The C scanner itself: json.loads costs more than the scan for a small object like a label map.
 _SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
@@ -105,6 +107,20 @@ class ApiResource:
         if namespace:
             return f"{base}/namespaces/{namespace}/{self.resource}"
         return f"{base}/{self.resource}"
+
+
+def status_message(exc: ApiException) -> str:
+    """``403 Forbidden: <the apiserver's Status message>`` (on 403 it names user, verb, resource, group, scope)."""
+    head = f"{exc.status} {exc.reason}".strip()
+    body = getattr(exc, "body", None)
+    if not body:
+        return head
+    try:
+        message = str(json.loads(body).get("message") or "")
+    except (ValueError, AttributeError):  # not a Status object: a proxy's page, say
+        message = (body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)).strip()
+    message = message[:MAX_STATUS_MESSAGE]
+    return f"{head}: {message}" if message else head
 
 
 def get_json(api: kubernetes.client.ApiClient, path: str, query: list[tuple[str, Any]] | None = None) -> Any:
