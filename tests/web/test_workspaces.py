@@ -99,9 +99,9 @@ def test_create_validation_and_the_list(admin: WebClient, clusters: Clusters) ->
     row = re.search(rf'<tr data-workspace="{name}".*?</tr>', listed, flags=re.S)
     assert row and "Never backed up" in row.group(0) and "row-unprotected" in row.group(0)
     assert clusters.up1["name"] in row.group(0) and clusters.down["name"] in row.group(0)
-    page = admin.get(url).text
-    down = re.search(rf'<tr data-cluster="{clusters.down["name"]}".*?</tr>', page, flags=re.S)
-    up = re.search(rf'<tr data-cluster="{clusters.up1["name"]}".*?</tr>', page, flags=re.S)
+    shown = admin.get(url).text
+    down = re.search(rf'<tr data-cluster="{clusters.down["name"]}".*?</tr>', shown, flags=re.S)
+    up = re.search(rf'<tr data-cluster="{clusters.up1["name"]}".*?</tr>', shown, flags=re.S)
     assert down and "Disconnected" in down.group(0) and "Never backed up" in down.group(0)
     assert up and "Connected" in up.group(0)
 
