@@ -31,7 +31,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -552,28 +552,21 @@ class _Engine:
         """Every item of the tarball (plain paths only)."""
         found: list[_Item] = []
         mapping = self.request
-        with tarfile.open(tar_path, mode="r:gz") as archive:
-            for member in archive:
-                if not member.isreg():
-                    continue
-                where = velero.parse_item_path(member.name)
-                if where is None:
-                    continue
-                handle = archive.extractfile(member)
-                if handle is None:
-                    continue
-                raw = handle.read()
-                try:
-                    obj = json.loads(raw)
-                except ValueError as exc:
-                    self.log("error", f"{member.name} is not valid JSON ({exc}); skipped.")
-                    continue
-                if where.group_resource == "namespaces":
-                    target_ns, name = None, mapping.target_namespace(where.name)
-                else:
-                    target_ns = mapping.target_namespace(where.namespace) if where.namespace else None
-                    name = where.name
-                found.append(_Item(where, raw, obj, target_ns, name))
+        for member, raw in _tar_files(tar_path):
+            where = velero.parse_item_path(member)
+            if where is None:
+                continue
+            try:
+                obj = json.loads(raw)
+            except ValueError as exc:
+                self.log("error", f"{member} is not valid JSON ({exc}); skipped.")
+                continue
+            if where.group_resource == "namespaces":
+                target_ns, name = None, mapping.target_namespace(where.name)
+            else:
+                target_ns = mapping.target_namespace(where.namespace) if where.namespace else None
+                name = where.name
+            found.append(_Item(where, raw, obj, target_ns, name))
         return found
 
     # -- choosing ---------------------------------------------------------------------------------------
@@ -1201,6 +1194,76 @@ class _Engine:
         except Exception as exc:  # noqa: BLE001 - the restore itself is done; say why its record is missing
             cloud = exc if isinstance(exc, errors.CloudError) else translate(exc, operation="s3:PutObject")
             self.log("warning", f"Writing s3://{self.job.bucket}/{key} failed: {cloud.message}.")
+
+
+def _tar_files(path: str) -> Iterator[tuple[str, bytes]]:
+    """The regular files of a gzip'd tar whose item paths interest the restore, as (name, bytes).
+
+    A direct reader of ustar/pax/GNU headers: ``tarfile`` spends about 100 µs on each member, which for a
+    backup (two members per item, the plain path and the preferred-version copy) is a sixth of the restore.
+    Anything it does not know (sparse files, base-256 sizes) falls back to ``tarfile``.
+    """
+    try:
+        yield from _fast_tar_files(path)
+    except _UnusualTar:
+        with tarfile.open(path, mode="r:gz") as archive:
+            for member in archive:
+                if member.isreg() and member.name.startswith(velero.RESOURCES_DIR + "/") and _wanted(member.name):
+                    handle = archive.extractfile(member)
+                    if handle is not None:
+                        yield member.name, handle.read()
+
+
+class _UnusualTar(Exception):
+    """A tar feature the direct reader does not handle (``tarfile`` takes over)."""
+
+
+def _wanted(name: str) -> bool:
+    return velero.PREFERRED_SUFFIX + "/" not in name
+
+
+def _fast_tar_files(path: str) -> Iterator[tuple[str, bytes]]:
+    block = 512
+    with gzip.open(path, "rb") as stream:
+        long_name: str | None = None
+        while True:
+            header = stream.read(block)
+            if len(header) < block or header == b"\0" * block:
+                return
+            size_field = header[124:136]
+            if size_field[0] & 0x80:
+                raise _UnusualTar("base-256 size")
+            size = int(size_field.rstrip(b"\0 ").decode() or "0", 8)
+            kind = header[156:157]
+            data = stream.read(size)
+            if len(data) < size:
+                raise EOFError("the tarball ends in the middle of a file")
+            if size % block:
+                stream.read(block - size % block)
+            if kind == b"x":  # pax: "<len> path=<name>\n" records
+                for record in data.decode("utf-8", "surrogateescape").split("\n"):
+                    _, _, field = record.partition(" ")
+                    if field.startswith("path="):
+                        long_name = field[5:]
+                continue
+            if kind == b"L":  # GNU long name
+                long_name = data.rstrip(b"\0").decode("utf-8", "surrogateescape")
+                continue
+            if kind in (b"g", b"5", b"1", b"2"):  # global pax header, directory, links: no item here
+                long_name = None
+                continue
+            if kind not in (b"0", b"\0", b"7"):
+                raise _UnusualTar(f"member type {kind!r}")
+            if long_name is not None:
+                name, long_name = long_name, None
+            else:
+                name = header[0:100].rstrip(b"\0").decode("utf-8", "surrogateescape")
+                prefix = header[345:500].rstrip(b"\0")
+                if header[257:262] == b"ustar" and prefix:
+                    name = prefix.decode("utf-8", "surrogateescape") + "/" + name
+            name = name.removeprefix("./")
+            if name.startswith(velero.RESOURCES_DIR + "/") and _wanted(name):
+                yield name, data
 
 
 def _widen_pool(api: ApiClient, workers: int) -> None:
