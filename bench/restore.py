@@ -10,7 +10,10 @@ resourceVersion, managedFields...) in Velero's layout with a Stowage manifest, t
 * a bare create loop POSTs the very same (already stripped) objects into another new namespace with the same
   client and the same number of threads, and nothing else.
 
-    .venv/bin/python bench/restore.py [--objects 10000] [--workers 16] [--rounds 1]
+    .venv/bin/python bench/restore.py [--objects 10000] [--workers 16] [--rounds 2]
+
+Each round restores once with the engine and once with the bare loop, taking turns at going first (the
+apiserver slows down as etcd fills); the table gives the medians of the rounds.
 
 Goals: >= 200 objects/s, and >= 0.7 of the bare loop's objects/s.
 """
@@ -22,6 +25,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import statistics
 import sys
 import tarfile
 import tempfile
@@ -173,7 +177,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--objects", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="stowage-bench-restore-") as tmp:
         work = Path(tmp)
@@ -188,8 +192,13 @@ def main() -> None:
             api = server.api_client()
             rows = []
             for round_ in range(args.rounds):
-                engine_s, summary = engine_run(api, s3, backup, f"engine-{round_}", args.workers)
-                bare_s = bare_loop(api, args.objects, f"bare-{round_}", args.workers)
+                # The apiserver slows down as etcd fills, so the two take turns going first.
+                if round_ % 2:
+                    bare_s = bare_loop(api, args.objects, f"bare-{round_}", args.workers)
+                    engine_s, summary = engine_run(api, s3, backup, f"engine-{round_}", args.workers)
+                else:
+                    engine_s, summary = engine_run(api, s3, backup, f"engine-{round_}", args.workers)
+                    bare_s = bare_loop(api, args.objects, f"bare-{round_}", args.workers)
                 items = args.objects + 1  # and the Namespace
                 engine_rate, bare_rate = items / engine_s, items / bare_s
                 rows.append((engine_rate, bare_rate))
@@ -197,9 +206,10 @@ def main() -> None:
                     f"round {round_ + 1}: engine {engine_s:.2f} s = {engine_rate:.0f} objects/s ({summary}); "
                     f"bare create loop {bare_s:.2f} s = {bare_rate:.0f} objects/s; ratio {engine_rate / bare_rate:.2f}"
                 )
-            engine_rate = max(r[0] for r in rows)
-            ratio = max(r[0] / r[1] for r in rows)
-            bare_rate = max(r[1] for r in rows)
+            # Medians over the rounds (with two rounds: their mean), each order counted once.
+            engine_rate = statistics.median(r[0] for r in rows)
+            ratio = statistics.median(r[0] / r[1] for r in rows)
+            bare_rate = statistics.median(r[1] for r in rows)
             rate_goal = "met" if engine_rate >= GOAL_RATE else "MISSED"
             ratio_goal = "met" if ratio >= GOAL_RATIO else "MISSED"
             print("\n| objects | workers | engine objects/s | bare loop objects/s | ratio | goals |")
