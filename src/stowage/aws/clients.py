@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import botocore.config
 import botocore.credentials
+import botocore.exceptions
 import botocore.loaders
 import botocore.session
 
@@ -130,6 +131,19 @@ class _FixedProvider:
         return self._credentials
 
 
+def _untrusted_certificate_is_final(caught_exception: BaseException | None = None, **_: Any) -> None:
+    """``needs-retry`` handler: raise a failed certificate verification at once instead of retrying it.
+
+    botocore's standard mode retries every ``SSLError`` as a connection error; a certificate that does not
+    verify fails the same way on every attempt, and five attempts with backoff took a validation past its
+    time bound (a timeout instead of the "paste the CA certificate" answer).
+    """
+    if isinstance(caught_exception, botocore.exceptions.SSLError) and (
+        "certificate verify failed" in str(caught_exception).lower()
+    ):
+        raise caught_exception
+
+
 def session(
     credentials: TemporaryCredentials | CredentialSource | None = None, region: str | None = None
 ) -> boto3.session.Session:
@@ -138,6 +152,8 @@ def session(
     # parsed models are shared.
     core = botocore.session.Session()
     core.register_component("data_loader", _shared_loader())
+    # Every client of the session inherits it; it runs after the retry handler (more specific event name).
+    core.register("needs-retry", _untrusted_certificate_is_final)
     if credentials is None:
         return boto3.session.Session(region_name=region, botocore_session=core)
     if callable(credentials):
