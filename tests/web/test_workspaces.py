@@ -156,8 +156,8 @@ def test_back_up_now_skips_the_disconnected_cluster_and_rolls_up(
     clusters_page = admin.get(f"/projects/{PROJECT}/settings/clusters").text
     up = re.search(rf'<tr data-cluster="{clusters.up1["name"]}".*?</tr>', clusters_page, flags=re.S)
     down = re.search(rf'<tr data-cluster="{clusters.down["name"]}".*?</tr>', clusters_page, flags=re.S)
-    assert up and 'data-risk="on_time"' in up.group(0) and "row-unprotected" not in up.group(0)
-    assert down and 'data-risk="never"' in down.group(0) and "row-unprotected" in down.group(0)
+    assert up and 'data-risk="on_time"' in up.group(0) and "badge-risk-never" not in up.group(0)
+    assert down and 'data-risk="never"' in down.group(0) and "badge-risk-never" in down.group(0)
 
 
 def test_schedule_dialog(admin: WebClient, clusters: Clusters) -> None:
