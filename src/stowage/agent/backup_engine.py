@@ -63,6 +63,8 @@ RELATED_CLUSTER_RESOURCES = frozenset({"persistentvolumes", "customresourcedefin
 # Items the engine reads beyond name, namespace and labels (claims, volumes, CRD names, namespace phases): their
 # pages are parsed in full; every other page may be cut without parsing its items (kube.parse_page's light cut).
 NEEDS_OBJECT = RELATED_CLUSTER_RESOURCES | {"persistentvolumeclaims", "namespaces"}
+# Labels are parsed only when the exclusion label may be among them.
+_EXCLUDE_KEY = f'"{velero.EXCLUDE_LABEL}"'.encode()
 PROGRESS_INTERVAL = 1.0
 # Messages kept in the outcome (the job report) and in -results.gz; the rest are counted.
 MAX_OUTCOME_MESSAGES = 1000
@@ -524,6 +526,40 @@ class _Engine:
         if namespace:
             self.state.namespaces_with_items.add(namespace)
 
+    def write_light(
+        self, tar: TarGzWriter, resources: _ResourceList, resource: ApiResource, items: list[kube.LightItem]
+    ) -> None:
+        """``keep`` and ``write_item`` in one loop over the light cut of a page (a backup's hottest code)."""
+        head = self._heads.get(resource)
+        if head is None:
+            head = self._heads[resource] = kube.type_head(resource)
+        gr, version = resource.group_resource, resource.version
+        list_key = velero.resource_list_key(resource.api_version, resource.kind)
+        selected, add, add_entry = self.namespace_selected, tar.add_copies, resources.add
+        paths, entry, typed = velero.item_paths, velero.resource_list_entry, kube.typed
+        namespaces = self.state.namespaces_with_items
+        written = 0
+        for name, namespace, labels, data in items:
+            if (
+                labels is not None
+                and _EXCLUDE_KEY in labels
+                and kube.labels(labels).get(velero.EXCLUDE_LABEL) == "true"
+            ):
+                continue
+            if namespace is not None and not selected(namespace):
+                continue
+            if not name:  # write_item reports it
+                self.write_item(tar, resources, resource, {"metadata": {"namespace": namespace}}, data)
+                continue
+            add(paths(gr, version, namespace, name), typed(head, data))
+            add_entry(list_key, entry(namespace, name))
+            written += 1
+            if namespace:
+                namespaces.add(namespace)
+        if written:
+            self.state.items += written
+            self.state.backed_up_resources.add(gr)
+
     def namespace_selected(self, namespace: str) -> bool:
         """The request's namespace filter, remembered per namespace (it is asked once per item)."""
         selected = self._selected.get(namespace)
@@ -652,7 +688,11 @@ class _Engine:
                     continue
                 if target != current:
                     current = target
-                    self.state.estimated_total += len(page.items) + (page.remaining or 0)
+                    self.state.estimated_total += len(page) + (page.remaining or 0)
+                if page.light is not None:
+                    self.write_light(tar, resources, resource, page.light)
+                    self.progress()
+                    continue
                 keep, write, after = self.keep, self.write_item, self.after_item
                 for item, data in page.items:
                     if keep(resource, item):

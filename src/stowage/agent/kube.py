@@ -39,7 +39,6 @@ REQUEST_TIMEOUT = (10.0, 120.0)
 # Enough for any Status message of the apiserver; a non-Status body (a proxy's HTML) is cut there.
 MAX_STATUS_MESSAGE = 500
 _DECODER = json.JSONDecoder()
-# The C scanner itself: json.loads costs more than the scan for a small object like a label map.
 _SCAN = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
 _WS = re.compile(r"[ \t\n\r]*")
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
@@ -185,17 +184,26 @@ def discover(api: kubernetes.client.ApiClient) -> list[ApiResource]:
     return [resource for group_list in results for resource in group_list]
 
 
+# What the light cut gives of an item: name, namespace (None when cluster-scoped), the labels' JSON text (None
+# without labels; ``labels`` parses it) and the item's exact bytes.
+LightItem = tuple[str, str | None, bytes | None, bytes]
+
+
 @dataclass(slots=True)
 class Page:
     """One page of a list: its items (with their exact JSON bytes) and the continue token.
 
-    Items are the parsed objects, or with ``light`` only ``{"metadata": {"name", "namespace", "labels"}}``.
+    After a full parse ``items`` holds (object, bytes) pairs; after the light cut ``light`` holds the items
+    and ``items`` is empty.
     """
 
     items: list[tuple[dict[str, Any], bytes]]
     continue_token: str | None
     remaining: int | None
-    light: bool = False
+    light: list[LightItem] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items) if self.light is None else len(self.light)
 
 
 def page_token(raw: bytes) -> tuple[str | None, int | None]:
@@ -218,7 +226,14 @@ def _string(value: bytes) -> str:
     return str(json.loads(b'"' + value + b'"')) if b"\\" in value else value.decode()
 
 
-def _light_items(raw: bytes, expected: int) -> list[tuple[dict[str, Any], bytes]] | None:
+def labels(text: bytes) -> dict[str, str]:
+    """A light item's labels."""
+    # The C scanner itself: json.loads costs more than the scan for an object this small.
+    found: dict[str, str] = _SCAN(text.decode(), 0)[0]
+    return found
+
+
+def _light_items(raw: bytes, expected: int) -> list[LightItem] | None:
     """The light cut (see the module's docstring), or None when the page is not the expected shape."""
     start = raw.find(b'"items":[')
     if start < 0 or not raw.startswith(_ITEM_START, start + 9) or not raw.rstrip().endswith(b"}]}"):
@@ -227,7 +242,7 @@ def _light_items(raw: bytes, expected: int) -> list[tuple[dict[str, Any], bytes]
     last = len(raw.rstrip()) - 2  # the end of the last item: the page ends with "]}"
     if raw.count(_BOUNDARY, pos, last) != expected - 1:
         return None
-    items: list[tuple[dict[str, Any], bytes]] = []
+    items: list[LightItem] = []
     append = items.append
     find = raw.find
     head = _LIGHT_HEAD.match
@@ -237,13 +252,8 @@ def _light_items(raw: bytes, expected: int) -> list[tuple[dict[str, Any], bytes]
         match = head(raw, pos, end)
         if match is None:
             return None
-        name, namespace, labels = match.groups()
-        metadata: dict[str, Any] = {"name": _string(name)}
-        if namespace is not None:
-            metadata["namespace"] = _string(namespace)
-        if labels is not None:
-            metadata["labels"] = _SCAN(labels.decode(), 0)[0]
-        append(({"metadata": metadata}, raw[pos:end]))
+        name, namespace, label_text = match.groups()
+        append((_string(name), None if namespace is None else _string(namespace), label_text, raw[pos:end]))
         if boundary < 0:
             return items
         pos = boundary + 2
@@ -252,14 +262,14 @@ def _light_items(raw: bytes, expected: int) -> list[tuple[dict[str, Any], bytes]
 def parse_page(raw: bytes, *, light: bool = False, expected: int | None = None) -> Page:
     """Split a list's JSON into its items, each as (parsed object, its exact JSON bytes).
 
-    ``light`` asks for the light cut (names, namespaces, labels only) when ``expected``, the number of items
-    the page must hold, is known; it is used only if the page proves to be cut right.
+    ``light`` asks for the light cut (``Page.light``: names, namespaces, labels) when ``expected``, the number
+    of items the page must hold, is known; it is used only if the page proves to be cut right.
     """
     if light and expected:
         cut = _light_items(raw, expected)
         if cut is not None:
             token, remaining = page_token(raw)
-            return Page(cut, token, remaining, light=True)
+            return Page([], token, remaining, light=cut)
     text = raw.decode("utf-8")
     # An ASCII page (the usual case) has the same offsets in bytes and text, so an item's bytes are a slice of
     # the page rather than its text encoded again.
@@ -365,8 +375,11 @@ def item_json(resource: ApiResource, item: dict[str, Any], data: bytes, head: by
     """An item's JSON as a ``GET`` answers it: the list's bytes with ``kind``/``apiVersion`` put in front."""
     if "kind" in item and "apiVersion" in item:
         return data
-    if head is None:
-        head = type_head(resource)
+    return typed(type_head(resource) if head is None else head, data)
+
+
+def typed(head: bytes, data: bytes) -> bytes:
+    """A list item's bytes with ``type_head`` put in front (light items never have kind and apiVersion)."""
     return head + (b"," + data[1:] if len(data) > 2 else b"}")
 
 
