@@ -27,7 +27,7 @@ STATEFULSETS = ApiResource("apps", "v1", "statefulsets", "StatefulSet", True)
 
 def _statefulset(name: str) -> dict[str, Any]:
     template = {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}
-    claims = [
+    claims: list[dict[str, Any]] = [
         {"metadata": {"name": claim, "namespace": "elsewhere"}, "spec": {"accessModes": ["ReadWriteOnce"]}}
         for claim in ("data", "logs")
     ]
