@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import json
 import queue
+import sys
 import tempfile
 import threading
 import time
@@ -71,6 +72,38 @@ MAX_OUTCOME_MESSAGES = 1000
 MAX_RESULT_MESSAGES = 10000
 FETCH_RETRIES = (0.5, 2.0)
 PAGE_QUEUE = 2
+# The GIL switch interval while a backup runs. The lister thread reads each TLS record of a page (16 KB at
+# most) without the GIL and needs it back for the next; at CPython's default 5 ms a thread busy writing items
+# makes it wait that long each time, so pages arrive in bursts instead of while items are written (bench,
+# 10,000 objects: 0.41-0.73 s at 5 ms, 0.33-0.50 s at 1 ms).
+SWITCH_INTERVAL = 0.001
+
+
+class _SwitchInterval:
+    """``sys.setswitchinterval`` lowered while any backup runs, and put back when the last one ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._saved = 0.0
+
+    @contextlib.contextmanager
+    def lowered(self, interval: float) -> Iterator[None]:
+        with self._lock:
+            if self._running == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(interval, self._saved))
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    sys.setswitchinterval(self._saved)
+
+
+_SWITCH = _SwitchInterval()
 
 
 @dataclass(frozen=True)
@@ -956,4 +989,5 @@ def run_backup(
         gzip_level=gzip_level,
         part_size=part_size,
     )
-    return engine.run()
+    with _SWITCH.lowered(SWITCH_INTERVAL):
+        return engine.run()
