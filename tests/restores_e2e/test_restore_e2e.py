@@ -15,14 +15,21 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.agents.helpers import agent_client
 from tests.backups.helpers import populate
-from tests.backups_e2e.test_round_trip import BOTO, REGION, Stack, _denied
+from tests.restores_e2e.conftest import BOTO, REGION, Stack
 from tests.support.kube import Kube
 
 pytestmark = pytest.mark.timeout(300)
 PLAN_TO_RESULT = {"create": "created", "update": "updated", "skip": "skipped", "conflict": "failed"}
+
+
+def _denied(call: Callable[[], Any]) -> str:
+    with pytest.raises(ClientError) as caught:
+        call()
+    return str(caught.value.response["Error"]["Code"])
 
 
 def create_restore(stack: Stack, cluster: str, backup: str, body: dict[str, Any]) -> dict[str, Any]:
