@@ -838,7 +838,10 @@ class _Engine:
             # Every item is known now: the last report carries the exact total, not the estimate.
             self.state.estimated_total = 0
             self.progress(force=True)
-            return self.finish(written, resource_list)
+            # Side files only once the tarball is complete: a failed upload leaves nothing in the bucket.
+            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="s3-side-files") as pool:
+                side_entries = list(pool.map(lambda pair: self.put(*pair), self.side_files(resource_list)))
+            return self.finish(written, side_entries)
         except Cancelled:
             self.log("warning", "The backup was cancelled; the partial upload is aborted.")
             self._abort(tar)
@@ -884,7 +887,19 @@ class _Engine:
                 "error", problem + " An incomplete multipart upload may remain; a bucket lifecycle rule cleans it."
             )
 
-    def finish(self, written: Written, resource_list: _ResourceList) -> BackupOutcome:
+    def side_files(self, resource_list: _ResourceList) -> list[tuple[str, bytes]]:
+        """Velero's side files of the backup: resource list, results, volume snapshots and volume info."""
+        objects, state = self.objects, self.state
+        # Go's encoding of an empty (nil) snapshot slice is null; the volume-info list is always a list.
+        snapshots = state.velero_snapshots or None
+        return [
+            (objects.resource_list, resource_list.finish()),
+            (objects.results, self.results_gz()),
+            (objects.volume_snapshots, gzip.compress(velero.encode_json(snapshots), mtime=0)),
+            (objects.volume_info, gzip.compress(velero.encode_json(state.volume_infos), mtime=0)),
+        ]
+
+    def finish(self, written: Written, side_entries: list[velero.ManifestEntry]) -> BackupOutcome:
         state = self.state
         phase = BackupPhase.PARTIALLY_FAILED if state.error_count else BackupPhase.COMPLETED
         self.log(
@@ -893,17 +908,7 @@ class _Engine:
             f"and {state.error_count} errors; phase {phase.value}.",
         )
         objects = self.objects
-        entries = [velero.ManifestEntry(objects.tarball, written.size, written.sha256)]
-        # Go's encoding of an empty (nil) snapshot slice is null; the volume-info list is always a list.
-        snapshots = state.velero_snapshots or None
-        side = [
-            (objects.resource_list, resource_list.finish()),
-            (objects.results, self.results_gz()),
-            (objects.volume_snapshots, gzip.compress(velero.encode_json(snapshots), mtime=0)),
-            (objects.volume_info, gzip.compress(velero.encode_json(state.volume_infos), mtime=0)),
-        ]
-        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="s3-side-files") as pool:
-            entries.extend(pool.map(lambda pair: self.put(*pair), side))
+        entries = [velero.ManifestEntry(objects.tarball, written.size, written.sha256), *side_entries]
         completed = _now()
         document = velero.backup_document(
             name=self.job.backup_name,
