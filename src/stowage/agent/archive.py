@@ -199,7 +199,7 @@ class TarGzWriter:
         if self._error is not None:
             raise self._error
 
-    def _header(self, path: str, size: int) -> bytes:
+    def _header(self, path: str, size: int, size_field: bytes, size_sum: int) -> bytes:
         try:
             name = path.encode("ascii")
         except UnicodeEncodeError:
@@ -210,8 +210,7 @@ class TarGzWriter:
             if cut <= 0 or cut > 155:
                 return self._pax_header(path, size)
             prefix, name = name[:cut], name[cut + 1 :]
-        size_field = _octal(size, 12)
-        checksum = self._fixed_sum + sum(name) + sum(size_field) + sum(prefix)
+        checksum = size_sum + sum(name) + sum(prefix)
         return b"".join(
             (
                 name.ljust(100, b"\0"),
@@ -238,13 +237,20 @@ class TarGzWriter:
         """Append one regular file."""
         self.add_copies((path,), data)
 
-    def add_copies(self, paths: tuple[str, ...], data: bytes) -> None:
-        """Append the same bytes as one regular file under each path (Velero's preferred-version copies)."""
-        padding = _ZEROS[: -len(data) % BLOCK]
+    def add_copies(self, paths: tuple[str, ...], *parts: bytes | memoryview) -> None:
+        """Append one regular file under each path (Velero's preferred-version copies) whose bytes are ``parts``.
+
+        The parts are written as they are: the caller need not join them into one bytes object first.
+        """
+        size = sum(len(part) for part in parts)
+        size_field = _octal(size, 12)
+        size_sum = self._fixed_sum + sum(size_field)
+        padding = _ZEROS[: -size % BLOCK]
         raw = self._raw
         for path in paths:
-            raw += self._header(path, len(data))
-            raw += data
+            raw += self._header(path, size, size_field, size_sum)
+            for part in parts:
+                raw += part
             raw += padding
         self.entries += len(paths)
         if len(raw) >= CHUNK:
@@ -252,9 +258,9 @@ class TarGzWriter:
 
     def _flush_raw(self) -> None:
         self._check()
-        chunk = bytes(self._raw)
+        # The buffer itself is handed over (zlib reads any buffer) and a new one started: no copy of the chunk.
+        chunk, self._raw = self._raw, bytearray()
         self.raw_size += len(chunk)
-        self._raw.clear()
         self._queue.put(chunk)
 
     def close(self) -> Written:

@@ -569,7 +569,7 @@ class _Engine:
         gr, version = resource.group_resource, resource.version
         list_key = velero.resource_list_key(resource.api_version, resource.kind)
         selected, add, add_entry = self.namespace_selected, tar.add_copies, resources.add
-        paths, entry, typed = velero.item_paths, velero.resource_list_entry, kube.typed
+        paths, entry, typed_parts = velero.item_paths, velero.resource_list_entry, kube.typed_parts
         namespaces = self.state.namespaces_with_items
         written = 0
         for name, namespace, labels, data in items:
@@ -584,7 +584,7 @@ class _Engine:
             if not name:  # write_item reports it
                 self.write_item(tar, resources, resource, {"metadata": {"namespace": namespace}}, data)
                 continue
-            add(paths(gr, version, namespace, name), typed(head, data))
+            add(paths(gr, version, namespace, name), *typed_parts(head, data))
             add_entry(list_key, entry(namespace, name))
             written += 1
             if namespace:

@@ -380,7 +380,12 @@ def item_json(resource: ApiResource, item: dict[str, Any], data: bytes, head: by
 
 def typed(head: bytes, data: bytes) -> bytes:
     """A list item's bytes with ``type_head`` put in front (light items never have kind and apiVersion)."""
-    return head + (b"," + data[1:] if len(data) > 2 else b"}")
+    return b"".join(typed_parts(head, data))
+
+
+def typed_parts(head: bytes, data: bytes) -> tuple[bytes, bytes | memoryview]:
+    """``typed`` in two pieces, for a writer that takes the bytes in parts (no copy of the item)."""
+    return (head + b",", memoryview(data)[1:]) if len(data) > 2 else (head, b"}")
 
 
 def count_items(
