@@ -6,4 +6,10 @@ import os
 # safety set allow_private_endpoints=False themselves.
 os.environ.setdefault("STOWAGE_ALLOW_PRIVATE_ENDPOINTS", "true")
 
-pytest_plugins = ["tests.support.servers", "tests.support.databases", "tests.support.ministack", "tests.support.kube"]
+pytest_plugins = [
+    "tests.support.servers",
+    "tests.support.databases",
+    "tests.support.ministack",
+    "tests.support.kube",
+    "tests.support.stack",
+]

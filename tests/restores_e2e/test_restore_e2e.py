@@ -19,8 +19,8 @@ from botocore.exceptions import ClientError
 
 from tests.agents.helpers import agent_client
 from tests.backups.helpers import populate
-from tests.restores_e2e.conftest import BOTO, REGION, Stack
 from tests.support.kube import Kube
+from tests.support.stack import BOTO, REGION, Stack
 
 pytestmark = pytest.mark.timeout(300)
 PLAN_TO_RESULT = {"create": "created", "update": "updated", "skip": "skipped", "conflict": "failed"}
