@@ -319,6 +319,7 @@ def main() -> None:
                     "items": engine["items"],
                     "wall": engine["wall"],
                     "rate": engine["items"] / engine["wall"],
+                    "cpu": engine["cpu"],
                     "rss_mib": engine["hwm_kib"] / 1024,
                     "list": list_s,
                     "list_mib": list_bytes / 2**20,
@@ -328,19 +329,22 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(
-                    f"{size:>6} objects: {row['items']} items in {row['wall']:.2f} s = {row['rate']:,.0f} objects/s; "
+                    f"{size:>6} objects: {row['items']} items in {row['wall']:.2f} s ({row['cpu']:.2f} s CPU) = "
+                    f"{row['rate']:,.0f} objects/s; "
                     f"peak RSS {row['rss_mib']:.1f} MiB; bare list {list_s:.2f} s ({row['list_mib']:.1f} MiB JSON) + "
                     f"upload {upload_s:.2f} s ({row['tar_mib']:.1f} MiB) -> ratio {row['ratio']:.2f}",
                     flush=True,
                 )
             print()
             print(
-                "| objects | items | wall s | objects/s | peak RSS MiB | bare list s | upload s | tar.gz MiB | ratio |"
+                "| objects | items | wall s | engine CPU s | objects/s | peak RSS MiB | bare list s | upload s "
+                "| tar.gz MiB | ratio |"
             )
-            print("|---|---|---|---|---|---|---|---|---|")
+            print("|---|---|---|---|---|---|---|---|---|---|")
             for r in rows:
                 print(
-                    f"| {r['objects']:,} | {r['items']:,} | {r['wall']:.2f} | {r['rate']:,.0f} | {r['rss_mib']:.1f} | "
+                    f"| {r['objects']:,} | {r['items']:,} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['rate']:,.0f} | "
+                    f"{r['rss_mib']:.1f} | "
                     f"{r['list']:.2f} | {r['upload']:.2f} | {r['tar_mib']:.1f} | {r['ratio']:.2f} |"
                 )
             smallest, largest = rows[0], rows[-1]
