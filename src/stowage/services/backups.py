@@ -439,22 +439,8 @@ class BackupService:
         """Take a New backup of the agent's own cluster; 409 when it is not (or no longer) claimable."""
         now = self._clock()
         with self._db.session() as session:
-            claimed = changed_rows(
-                session,
-                update(Backup)
-                .where(
-                    Backup.id == backup_id,
-                    Backup.cluster_id == agent.cluster_id,
-                    Backup.phase == BackupPhase.NEW.value,
-                )
-                .values(
-                    phase=BackupPhase.IN_PROGRESS.value,
-                    started_at=now,
-                    last_report_at=now,
-                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
-                    attempt=Backup.attempt + 1,
-                )
-                .execution_options(synchronize_session=False),
+            claimed = claim_new(
+                session, Backup, Backup.cluster_id, backup_id, agent.cluster_id, now, self.lease_seconds
             )
             row = session.get(Backup, backup_id)
             if row is None or row.cluster_id != agent.cluster_id:
@@ -829,13 +815,9 @@ class BackupService:
     def _add_lines(session: Session, backup_id: str, lines: Sequence[tuple[datetime, str, str]]) -> None:
         add_log_lines(session, BackupLogLine, BackupLogLine.backup_id, backup_id, lines)
 
-    def _touch_cluster(self, session: Session, agent: AgentPrincipal, now: datetime) -> None:
-        session.execute(
-            update(Cluster)
-            .where(Cluster.id == agent.cluster_id)
-            .values(last_heartbeat_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    @staticmethod
+    def _touch_cluster(session: Session, agent: AgentPrincipal, now: datetime) -> None:
+        touch_cluster(session, agent, now)
 
 
 # -- module helpers ----------------------------------------------------------------------------------
@@ -843,6 +825,35 @@ def changed_rows(session: Session, statement: Any) -> int:
     """Run a conditional UPDATE and say how many rows it changed (0: another actor got there first)."""
     result = cast(CursorResult[Any], session.execute(statement))
     return int(result.rowcount)
+
+
+def claim_new(
+    session: Session, table: Any, owner: Any, job_id: str, cluster_id: str, now: datetime, lease_seconds: int
+) -> int:
+    """Move a New job of a cluster to InProgress with a lease (compare and set); 1 when this caller got it."""
+    return changed_rows(
+        session,
+        update(table)
+        .where(table.id == job_id, owner == cluster_id, table.phase == BackupPhase.NEW.value)
+        .values(
+            phase=BackupPhase.IN_PROGRESS.value,
+            started_at=now,
+            last_report_at=now,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            attempt=table.attempt + 1,
+        )
+        .execution_options(synchronize_session=False),
+    )
+
+
+def touch_cluster(session: Session, agent: AgentPrincipal, now: datetime) -> None:
+    """A job report counts as the cluster's heartbeat (the agent's heartbeat loop is busy with the job)."""
+    session.execute(
+        update(Cluster)
+        .where(Cluster.id == agent.cluster_id)
+        .values(last_heartbeat_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def add_log_lines(
@@ -893,9 +904,7 @@ def _label_safe(value: str) -> bool:
     return len(value) <= 63 and all(ch.isalnum() or ch in "-_." for ch in value)
 
 
-def load_cluster(
-    session: Session, principal: Principal, project_ref: str, cluster_ref: str
-) -> tuple[Project, Cluster]:
+def load_cluster(session: Session, principal: Principal, project_ref: str, cluster_ref: str) -> tuple[Project, Cluster]:
     project = load_project(session, principal, project_ref)
     cluster = session.scalar(
         select(Cluster).where(

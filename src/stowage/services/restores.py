@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from stowage import errors
@@ -37,10 +37,11 @@ from stowage.services.backups import (
     LogLine,
     LogPage,
     add_log_lines,
-    changed_rows,
+    claim_new,
     load_backup,
     load_cluster,
     raise_problems,
+    touch_cluster,
 )
 from stowage.services.clusters import AgentPrincipal
 from stowage.services.metrics import Metrics
@@ -274,22 +275,8 @@ class RestoreService:
         """Take a New restore of the agent's own cluster."""
         now = self._clock()
         with self._db.session() as session:
-            claimed = changed_rows(
-                session,
-                update(Restore)
-                .where(
-                    Restore.id == restore_id,
-                    Restore.destination_cluster_id == agent.cluster_id,
-                    Restore.phase == RestorePhase.NEW.value,
-                )
-                .values(
-                    phase=RestorePhase.IN_PROGRESS.value,
-                    started_at=now,
-                    last_report_at=now,
-                    lease_expires_at=now + timedelta(seconds=self.lease_seconds),
-                    attempt=Restore.attempt + 1,
-                )
-                .execution_options(synchronize_session=False),
+            claimed = claim_new(
+                session, Restore, Restore.destination_cluster_id, restore_id, agent.cluster_id, now, self.lease_seconds
             )
             row = session.get(Restore, restore_id)
             if row is None or row.destination_cluster_id != agent.cluster_id:
@@ -297,7 +284,7 @@ class RestoreService:
             if not claimed:
                 raise errors.Conflict(f"Restore '{row.name}' cannot be started: it is {row.phase}.")
             session.refresh(row)
-            _touch(session, agent, now)
+            touch_cluster(session, agent, now)
             return RestoreClaim(lease_seconds=self.lease_seconds, params=self._params(row), location_id=row.location_id)
 
     def session_policy(
@@ -352,7 +339,7 @@ class RestoreService:
             row.lease_expires_at = now + timedelta(seconds=self.lease_seconds)
             add_log_lines(session, RestoreLogLine, RestoreLogLine.restore_id, row.id, lines)
             _add_items(session, row.id, items)
-            _touch(session, agent, now)
+            touch_cluster(session, agent, now)
         return self.lease_seconds
 
     def complete(
@@ -379,7 +366,7 @@ class RestoreService:
             row.completed_at = now
             row.last_report_at = now
             row.lease_expires_at = None
-            _touch(session, agent, now)
+            touch_cluster(session, agent, now)
             project = session.get_one(Project, row.project_id)
             cluster = session.get_one(Cluster, row.destination_cluster_id)
             names = _cluster_names(session, {row.source_cluster_id})
@@ -447,15 +434,6 @@ class RestoreService:
                 details={"phase": row.phase, "reason": row.failure_reason},
             )
         return row
-
-
-def _touch(session: Session, agent: AgentPrincipal, now: datetime) -> None:
-    session.execute(
-        update(Cluster)
-        .where(Cluster.id == agent.cluster_id)
-        .values(last_heartbeat_at=now)
-        .execution_options(synchronize_session=False)
-    )
 
 
 def _add_items(session: Session, restore_id: str, items: Sequence[ItemResult]) -> None:
