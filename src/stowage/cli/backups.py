@@ -682,6 +682,20 @@ def schedule_text(schedule: dict[str, Any]) -> str:
     )
 
 
+def schedule_body(
+    prefix: str, preset: SchedulePreset | None, cron: str | None, paused: bool, fields: dict[str, Any]
+) -> dict[str, Any]:
+    """The body of a schedule (cluster or workspace): exactly one of ``--preset`` and ``--cron``."""
+    if (preset is None) == (cron is None):
+        raise UsageProblem("give --preset or --cron (one of them).")
+    return {
+        "backupPrefix": prefix,
+        "schedule": PRESET_CRONS[preset.value] if preset else cron,
+        "paused": paused,
+        **fields,
+    }
+
+
 @schedule_app.command("set")
 def set_schedule(
     cluster: ClusterArgument,
@@ -711,17 +725,13 @@ def set_schedule(
     output: OutputOption = None,
 ) -> None:
     """Create or replace the cluster's backup schedule (a preset or a cron expression, in UTC)."""
-    if (preset is None) == (cron is None):
-        raise UsageProblem("give --preset or --cron (one of them).")
-    body = {
-        "backupPrefix": prefix,
-        "schedule": PRESET_CRONS[preset.value] if preset else cron,
-        "paused": paused,
-        **_fields_body(
+    body = schedule_body(
+        prefix, preset, cron, paused,
+        _fields_body(
             location, ttl_hours, include_all_disks, cluster_resources, namespace, exclude_namespace,
             include_resource, exclude_resource, selector,
         ),
-    }  # fmt: skip
+    )  # fmt: skip
     with api(server, token, output) as (client, conn):
         if location:
             # The schedule keeps the location reference as given; an id survives a rename of the location.

@@ -13,7 +13,6 @@ import typer
 from stowage.cli.backups import (
     EXIT_PARTIALLY_FAILED,
     FINISHED,
-    PRESET_CRONS,
     ClusterResources,
     ExcludedNamespaces,
     ExcludedResources,
@@ -28,6 +27,7 @@ from stowage.cli.backups import (
     Yes,
     _fields_body,
     _names,
+    schedule_body,
 )
 from stowage.cli.client import StowageClient, UsageProblem
 from stowage.cli.common import (
@@ -635,17 +635,13 @@ def set_schedule(
     output: OutputOption = None,
 ) -> None:
     """Create or replace the workspace's backup schedule (a preset or a cron expression, in UTC)."""
-    if (preset is None) == (cron is None):
-        raise UsageProblem("give --preset or --cron (one of them).")
-    body = {
-        "backupPrefix": prefix,
-        "schedule": PRESET_CRONS[preset.value] if preset else cron,
-        "paused": paused,
-        **_fields_body(
+    body = schedule_body(
+        prefix, preset, cron, paused,
+        _fields_body(
             location, ttl_hours, include_all_disks, cluster_resources, namespace, exclude_namespace,
             include_resource, exclude_resource, selector,
         ),
-    }  # fmt: skip
+    )  # fmt: skip
     with api(server, token, output) as (client, conn):
         if location:
             body["backupLocationId"] = resolve(client, project, location)["id"]
