@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from stowage.cli import backups, clusters, credentials, locations, projects, sts, tokens, workspaces
+from stowage.cli import backups, clusters, credentials, locations, projects, restores, sts, tokens, workspaces
 from stowage.cli.client import DEFAULT_SERVER
 from stowage.cli.common import Output, StowageGroup, set_root_options
 
@@ -48,6 +48,7 @@ app.add_typer(locations.app, name="locations")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(clusters.app, name="clusters")
 app.add_typer(backups.app, name="backups")
+app.add_typer(restores.app, name="restores")
 app.add_typer(workspaces.app, name="workspaces")
 app.command("protection")(workspaces.protection)
 app.command("credentials")(credentials.credentials)
