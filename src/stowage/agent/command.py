@@ -16,6 +16,7 @@ from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
 from stowage.agent.jobs import BackupJobs
 from stowage.agent.jsonlog import JsonLog
+from stowage.agent.metrics import AgentMetrics
 from stowage.agent.restore_jobs import RestoreJobs
 from stowage.agent.runner import AgentRunner
 from stowage.domain.backups import BACKUP_WORK_KIND as WORK_KIND
@@ -77,8 +78,8 @@ def agent(
         typer.Option(
             "--health-port",
             envvar="STOWAGE_AGENT_HEALTH_PORT",
-            help="Serve /healthz (200 while connected, 503 when disconnected for 3 intervals) and /livez on this "
-            "port; 0: off.",
+            help="Serve /healthz (200 while connected, 503 when disconnected for 3 intervals), /livez and /metrics "
+            "(Prometheus) on this port; 0: off.",
         ),
     ] = 0,
     health_address: Annotated[
@@ -126,17 +127,20 @@ def agent(
 
             return api_client(str(kubeconfig) if kubeconfig else None, context)
 
+        # One registry for the runner and the job handlers, served at /metrics on the health port.
+        metrics = AgentMetrics()
         runner = AgentRunner(
             control,
             log=log,
             stop=stop,
             backoff=Backoff(1.0, max(1.0, backoff_cap)),
             handlers={
-                WORK_KIND: BackupJobs(control, log=log, kube=kube),
-                RESTORE_WORK_KIND: RestoreJobs(control, log=log, kube=kube),
+                WORK_KIND: BackupJobs(control, log=log, kube=kube, metrics=metrics),
+                RESTORE_WORK_KIND: RestoreJobs(control, log=log, kube=kube, metrics=metrics),
             },
+            metrics=metrics,
         )
-        probes = health.serve(runner, health_address, health_port) if health_port else None
+        probes = health.serve(runner, health_address, health_port, metrics=metrics) if health_port else None
         try:
             raise typer.Exit(runner.run(once=once))
         finally:

@@ -5,6 +5,7 @@ intervals old or a job is running (jobs report on their own), 503 once it has be
 rule the control plane uses to show a cluster as disconnected); use it for readiness and alerts.
 ``/livez`` answers 200 until the agent stops: a restart does not bring a control plane back, so liveness must
 not depend on it.
+``/metrics`` answers the agent's own Prometheus metrics (``stowage.agent.metrics``) when it is given one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+
+from stowage.agent.metrics import CONTENT_TYPE, AgentMetrics
 
 DEFAULT_INTERVALS = 3
 
@@ -51,21 +54,33 @@ def status(
     return 200, {**body, "status": "ok"}
 
 
-def serve(state: LoopState, host: str, port: int, *, intervals: int = DEFAULT_INTERVALS) -> ThreadingHTTPServer:
+def serve(
+    state: LoopState,
+    host: str,
+    port: int,
+    *,
+    intervals: int = DEFAULT_INTERVALS,
+    metrics: AgentMetrics | None = None,
+) -> ThreadingHTTPServer:
     """Start the health port in a daemon thread; ``shutdown()`` the returned server to stop it."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path == "/metrics" and metrics is not None:
+                self._answer(200, metrics.render(), CONTENT_TYPE)
+                return
             if path == "/healthz":
                 code, body = status(state, intervals=intervals)
             elif path == "/livez":
                 code, body = (503, {"status": "stopping"}) if state.stop.is_set() else (200, {"status": "ok"})
             else:
                 code, body = 404, {"status": "not found"}
-            payload = json.dumps(body).encode()
+            self._answer(code, json.dumps(body).encode(), "application/json")
+
+        def _answer(self, code: int, payload: bytes, content_type: str) -> None:
             self.send_response(code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)

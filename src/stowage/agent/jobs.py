@@ -17,6 +17,7 @@ from stowage.agent.access import AccessProblem, open_location
 from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
 from stowage.agent.jsonlog import JsonLog
+from stowage.agent.metrics import AgentMetrics
 from stowage.domain.backups import BackupOutcome, BackupPhase, BackupRequest
 
 # Give up reporting the end of a job after this long without the control plane (its lease has long expired
@@ -164,11 +165,13 @@ class BackupJobs:
         kube: KubeFactory,
         base_session: Any = None,
         sleep: Callable[[float], None] = time.sleep,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.control = control
         self.log = log
         self.kube = kube
         self.base_session = base_session
+        self.metrics = metrics or AgentMetrics()
         self._sleep = sleep
 
     def __call__(self, item: Mapping[str, Any]) -> None:
@@ -193,6 +196,13 @@ class BackupJobs:
         if reporter.lost:
             outcome = BackupOutcome(phase=BackupPhase.FAILED, failure_reason=reporter.lost)
         lines = reporter.stop()
+        self.metrics.job_finished(
+            "backup",
+            outcome.phase.value,
+            time.monotonic() - started,
+            objects=outcome.items_backed_up,
+            size_bytes=outcome.size_bytes,
+        )
         self.log.info(
             "backup.finished",
             job=job_id,
@@ -214,8 +224,12 @@ class BackupJobs:
         reporter.line("info", f"Backup {name} claimed by the agent; opening location {params.get('locationName')}.")
         try:
             access = open_location(self.control, location_id, base_session=self.base_session)
-        except (AccessProblem, AgentRejected, ServerUnavailable) as exc:
+        except AccessProblem as exc:
+            self.metrics.credentials(ok=False)
             return BackupOutcome(phase=BackupPhase.FAILED, failure_reason=str(exc))
+        except (AgentRejected, ServerUnavailable) as exc:
+            return BackupOutcome(phase=BackupPhase.FAILED, failure_reason=str(exc))
+        self.metrics.credentials(ok=True)
         region = str(access.location.get("region") or "us-east-1")
         snapshotter = None
         if request.include_all_disks:

@@ -18,6 +18,7 @@ from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
 from stowage.agent.jobs import COMPLETE_GIVE_UP_SECONDS, MAX_ITEMS_PER_REPORT, JobReporter, KubeFactory
 from stowage.agent.jsonlog import JsonLog
+from stowage.agent.metrics import AgentMetrics
 from stowage.domain.restores import ItemResult, RestoreOutcome, RestorePhase, RestoreRequest
 
 # How many progress reports may carry the item results left at the end before the completion goes anyway.
@@ -62,10 +63,12 @@ class RestoreJobs:
         log: JsonLog,
         kube: KubeFactory,
         sleep: Any = time.sleep,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.control = control
         self.log = log
         self.kube = kube
+        self.metrics = metrics or AgentMetrics()
         self._sleep = sleep
 
     def __call__(self, item: Mapping[str, Any]) -> None:
@@ -99,6 +102,12 @@ class RestoreJobs:
                 self._sleep(min(30.0, 2.0**attempts))
         lines = reporter.stop()
         items = reporter.take_items()
+        self.metrics.job_finished(
+            "preview" if (params.get("request") or {}).get("dryRun") else "restore",
+            outcome.phase.value,
+            time.monotonic() - started,
+            objects=outcome.items_restored,
+        )
         self.log.info(
             "restore.finished",
             job=job_id,
@@ -138,6 +147,7 @@ class RestoreJobs:
                 self.control.server + str(params["credentialsPath"]), self.control.token, region
             )
         except errors.StowageError as exc:
+            self.metrics.credentials(ok=False)
             return RestoreOutcome(
                 phase=RestorePhase.FAILED,
                 failure_reason=(
@@ -145,6 +155,7 @@ class RestoreJobs:
                     "agent reaches the control plane, then restore again."
                 ),
             )
+        self.metrics.credentials(ok=True)
         access = LocationAccess(session, location)
         ec2 = None
         if location.get("volumeSnapshots") and location.get("provider", "aws") == "aws":

@@ -11,6 +11,7 @@ from stowage import __version__
 from stowage.agent.backoff import Backoff
 from stowage.agent.client import AgentRejected, ControlPlane, ServerUnavailable
 from stowage.agent.jsonlog import JsonLog
+from stowage.agent.metrics import AgentMetrics
 
 WorkHandler = Callable[[Mapping[str, Any]], None]
 DEFAULT_INTERVAL_SECONDS = 30.0
@@ -30,6 +31,7 @@ class AgentRunner:
         backoff: Backoff | None = None,
         handlers: Mapping[str, WorkHandler] | None = None,
         version: str = __version__,
+        metrics: AgentMetrics | None = None,
     ) -> None:
         self.control = control
         self.log = log
@@ -37,6 +39,7 @@ class AgentRunner:
         self.backoff = backoff or Backoff()
         self.handlers: dict[str, WorkHandler] = dict(handlers or {})
         self.version = version
+        self.metrics = metrics or AgentMetrics()
         self.connected = False
         self.heartbeats = 0
         # Read by the optional health port (stowage.agent.health): monotonic times and the current interval.
@@ -63,11 +66,14 @@ class AgentRunner:
         try:
             answer = self.control.heartbeat(self.version)
         except ServerUnavailable as exc:
+            self.metrics.heartbeat("unreachable")
             return self._retry("agent.unreachable", str(exc))
         except AgentRejected as exc:
+            self.metrics.heartbeat("rejected")
             # A revoked or rotated token: keep trying (a mounted token file may be updated), but slowly.
             return self._retry("agent.rejected", exc.message, status=exc.status, code=exc.code)
         self.heartbeats += 1
+        self.metrics.heartbeat("ok")
         self.last_contact = time.monotonic()
         if not self.connected:
             self.log.info(
