@@ -21,7 +21,7 @@ from stowage.domain.regions import ALL_REGIONS, REGION_NAMES
 from stowage.services.locations import SavedLocation
 from stowage.services.policies import PolicyRequest
 from stowage.services.tenancy import DEFAULT_PROJECT
-from stowage.web import backups, clusters, tokens, users, workspaces
+from stowage.web import backups, clusters, restores, tokens, users, workspaces
 from stowage.web import projects as project_pages
 from stowage.web.common import (
     STATIC_DIR,
@@ -78,6 +78,7 @@ def install(app: FastAPI) -> None:
     app.include_router(tokens.router)
     # Before clusters: its /clusters/{id}/{action} confirmation route would take the Backups tab's path.
     app.include_router(backups.router)
+    app.include_router(restores.router)
     app.include_router(clusters.router)
     app.include_router(workspaces.router)
     app.include_router(router)

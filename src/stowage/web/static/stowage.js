@@ -822,3 +822,121 @@
   };
   setTimeout(tick, 4000);
 })();
+
+/* Restores: the Restore form's "Add a mapping" rows, the Restores tab's refresh while a restore runs, and a
+   restore's page: live phase, progress and log tail (a new phase reloads the page for its items and summary). */
+(() => {
+  "use strict";
+  const $ = (selector, root = document) => root.querySelector(selector);
+
+  const rows = $("[data-mapping-rows]");
+  const add = $("[data-mapping-add]");
+  if (rows && add) {
+    add.hidden = false;
+    add.addEventListener("click", () => {
+      const last = rows.lastElementChild;
+      if (!last) return;
+      const row = last.cloneNode(true);
+      const index = rows.children.length + 1;
+      for (const input of row.querySelectorAll("input")) {
+        input.value = "";
+        input.setAttribute("aria-label", input.getAttribute("aria-label").replace(/\(row \d+\)/, `(row ${index})`));
+      }
+      rows.append(row);
+      row.querySelector("input").focus();
+    });
+  }
+
+  const list = $("#restores-list[data-refresh-url]");
+  if (list) {
+    const refresh = async () => {
+      const table = $("[data-restores-table]", list);
+      if (!table || !table.hasAttribute("data-active")) return;
+      try {
+        const response = await fetch(list.dataset.refreshUrl, { credentials: "same-origin" });
+        if (response.ok) list.innerHTML = await response.text(); // a server-rendered, escaped fragment
+      } catch (_) {
+        /* offline for a moment: try again later */
+      }
+      setTimeout(refresh, 4000);
+    };
+    setTimeout(refresh, 4000);
+  }
+
+  const root = $("[data-restore-live]");
+  if (!root) return;
+  const url = new URL(window.location.href);
+  if (url.searchParams.has("notice")) {
+    url.searchParams.delete("notice"); // said once: the reload on a new phase does not repeat it
+    window.history.replaceState(null, "", url);
+  }
+  if (root.hasAttribute("data-finished") && root.hasAttribute("data-logs-finished")) return;
+  let after = Number(root.dataset.after || "0");
+  const log = $("[data-live-log]", root);
+  const empty = $("[data-live-log-empty]", root);
+  const bar = $("[data-live-bar]", root);
+  const progress = $("[data-live-progress]", root);
+  const state = $("[data-live-log-state]", root);
+
+  function appendLines(lines) {
+    if (!lines.length || !log) return;
+    const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+    for (const line of lines) {
+      const item = document.createElement("li");
+      item.className = `log-${line.level}`;
+      const time = document.createElement("time");
+      time.textContent = line.at;
+      const level = document.createElement("span");
+      level.className = "lvl";
+      level.textContent = line.level;
+      const message = document.createElement("span");
+      message.className = "msg";
+      message.textContent = line.message;
+      item.append(time, " ", level, " ", message);
+      log.append(item);
+    }
+    if (empty) empty.hidden = true;
+    if (atBottom) log.scrollTop = log.scrollHeight;
+  }
+
+  async function poll() {
+    let data;
+    try {
+      const response = await fetch(`${root.dataset.url}?after=${after}`, {
+        credentials: "same-origin",
+        headers: { Accept: "application/json" },
+      });
+      if (response.status === 404) {
+        window.location.assign(root.dataset.goneUrl);
+        return;
+      }
+      if (response.status === 401) {
+        window.location.assign("/login?next=" + encodeURIComponent(window.location.pathname));
+        return;
+      }
+      if (!response.ok) throw new Error(String(response.status));
+      data = await response.json();
+    } catch (_) {
+      setTimeout(poll, 5000);
+      return;
+    }
+    // A new phase brings times, the summary, problems and item results: the whole page again (keeping ?action=).
+    if (data.phase !== root.dataset.phase) {
+      window.location.reload();
+      return;
+    }
+    appendLines(data.lines);
+    after = data.nextAfter;
+    if (bar) {
+      bar.value = data.percent;
+      bar.textContent = `${data.percent}%`;
+    }
+    if (progress) progress.textContent = data.progressText;
+    if (data.finished && data.logsFinished) {
+      if (state) state.textContent = "";
+      return;
+    }
+    setTimeout(poll, data.lines.length >= 1000 ? 0 : 1500);
+  }
+  setTimeout(poll, 1500);
+})();
