@@ -220,3 +220,10 @@ def test_jobs_objects_bytes_and_credentials_of_a_backup_and_a_restore(
     assert value(after_restore, "stowage_agent_credential_fetches_total", result="ok") == 2  # the restore's own
     assert value(after_restore, "stowage_agent_job_duration_seconds_count", kind="restore") == 1
     assert value(after_restore, "stowage_agent_credential_fetches_total", result="failed") == 0
+
+
+def test_every_agent_metric_is_documented() -> None:
+    operations = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    families = AgentMetrics().registry.collect()
+    names = {f.name + ("_total" if f.type == "counter" else "") for f in families if f.name.startswith("stowage_")}
+    assert len(names) == 9 and not [name for name in names if f"`{name}`" not in operations], names
