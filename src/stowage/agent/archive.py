@@ -242,7 +242,7 @@ class TarGzWriter:
 
         The parts are written as they are: the caller need not join them into one bytes object first.
         """
-        size = sum(len(part) for part in parts)
+        size = sum(map(len, parts))
         size_field = _octal(size, 12)
         size_sum = self._fixed_sum + sum(size_field)
         padding = _ZEROS[: -size % BLOCK]

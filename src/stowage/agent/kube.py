@@ -246,14 +246,21 @@ def _light_items(raw: bytes, expected: int) -> list[LightItem] | None:
     append = items.append
     find = raw.find
     head = _LIGHT_HEAD.match
+    # A page's items share one namespace or a few: each is decoded once.
+    namespaces: dict[bytes, str] = {}
     while True:
         boundary = find(_BOUNDARY, pos, last)
         end = boundary + 1 if boundary >= 0 else last
         match = head(raw, pos, end)
         if match is None:
             return None
-        name, namespace, label_text = match.groups()
-        append((_string(name), None if namespace is None else _string(namespace), label_text, raw[pos:end]))
+        name, namespace_text, label_text = match.groups()
+        namespace = None
+        if namespace_text is not None:
+            namespace = namespaces.get(namespace_text)
+            if namespace is None:
+                namespace = namespaces[namespace_text] = _string(namespace_text)
+        append((_string(name), namespace, label_text, raw[pos:end]))
         if boundary < 0:
             return items
         pos = boundary + 2
