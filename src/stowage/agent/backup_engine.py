@@ -233,6 +233,8 @@ class _ResourceList:
     """
 
     SORT_LIMIT = 10000
+    # Past SORT_LIMIT, entries are encoded this many at a time: one json.dumps of a list, not one per entry.
+    STREAM_BATCH = 1000
     # Encoded entries are gzip'd in batches: a GzipFile.write per entry cost more than the rest of an item.
     BATCH_BYTES = 64 * 1024
 
@@ -240,7 +242,8 @@ class _ResourceList:
         self._file: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115
         self._gzip = gzip.GzipFile(fileobj=self._file, mode="wb", compresslevel=6, mtime=0)
         self._current: str | None = None
-        self._held: list[str] | None = []
+        self._held: list[str] = []
+        self._streaming = False
         self._first_entry = True
         self._out: list[bytes] = [b"{"]
         self._out_size = 1
@@ -257,15 +260,17 @@ class _ResourceList:
         self._out_size = 0
 
     def _write_entries(self, entries: list[str]) -> None:
-        for entry in entries:
-            self._write((b"" if self._first_entry else b",") + json.dumps(entry).encode())
-            self._first_entry = False
+        if not entries:
+            return
+        # '"a","b"': the same bytes as each entry's json.dumps joined by commas.
+        encoded = json.dumps(entries, separators=(",", ":"))[1:-1].encode()
+        self._write(encoded if self._first_entry else b"," + encoded)
+        self._first_entry = False
 
     def _end_kind(self) -> None:
         if self._current is None:
             return
-        if self._held is not None:
-            self._write_entries(sorted(self._held))
+        self._write_entries(self._held if self._streaming else sorted(self._held))
         self._write(b"]")
 
     def add(self, key: str, entry: str) -> None:
@@ -274,14 +279,18 @@ class _ResourceList:
             self._write((b"," if self._current is not None else b"") + json.dumps(key).encode() + b":[")
             self._current = key
             self._held = []
+            self._streaming = False
             self._first_entry = True
-        if self._held is None:
-            self._write_entries([entry])
-            return
-        self._held.append(entry)
-        if len(self._held) > self.SORT_LIMIT:
-            self._write_entries(sorted(self._held))
-            self._held = None
+        held = self._held
+        held.append(entry)
+        if self._streaming:
+            if len(held) >= self.STREAM_BATCH:
+                self._write_entries(held)
+                held.clear()
+        elif len(held) > self.SORT_LIMIT:
+            self._write_entries(sorted(held))
+            held.clear()
+            self._streaming = True
 
     def finish(self) -> bytes:
         self._end_kind()
@@ -844,10 +853,7 @@ class _Engine:
             # Every item is known now: the last report carries the exact total, not the estimate.
             self.state.estimated_total = 0
             self.progress(force=True)
-            # Side files only once the tarball is complete: a failed upload leaves nothing in the bucket.
-            with ThreadPoolExecutor(max_workers=4, thread_name_prefix="s3-side-files") as pool:
-                side_entries = list(pool.map(lambda pair: self.put(*pair), self.side_files(resource_list)))
-            return self.finish(written, side_entries)
+            return self.finish(written, resource_list)
         except Cancelled:
             self.log("warning", "The backup was cancelled; the partial upload is aborted.")
             self._abort(tar)
@@ -905,7 +911,9 @@ class _Engine:
             (objects.volume_info, gzip.compress(velero.encode_json(state.volume_infos), mtime=0)),
         ]
 
-    def finish(self, written: Written, side_entries: list[velero.ManifestEntry]) -> BackupOutcome:
+    def finish(self, written: Written, resource_list: _ResourceList) -> BackupOutcome:
+        """Side files and log, then the manifest, then ``velero-backup.json``."""
+        # Called only once the tarball is complete: a failed tarball upload leaves nothing in the bucket.
         state = self.state
         phase = BackupPhase.PARTIALLY_FAILED if state.error_count else BackupPhase.COMPLETED
         self.log(
@@ -914,6 +922,11 @@ class _Engine:
             f"and {state.error_count} errors; phase {phase.value}.",
         )
         objects = self.objects
+        self.log("info", "Uploading the side files, the log, the manifest and velero-backup.json.")
+        # The log goes up with the side files (one round trip, not two), so it holds every line but the uploads.
+        side = [*self.side_files(resource_list), (objects.logs, self.log.finish())]
+        with ThreadPoolExecutor(max_workers=len(side), thread_name_prefix="s3-side-files") as pool:
+            side_entries = list(pool.map(lambda pair: self.put(*pair), side))
         entries = [velero.ManifestEntry(objects.tarball, written.size, written.sha256), *side_entries]
         completed = _now()
         document = velero.backup_document(
@@ -937,9 +950,6 @@ class _Engine:
             ),
         )
         backup_json = velero.encode_json(document)
-        self.log("info", "Uploading the manifest and velero-backup.json.")
-        # The log goes up last of the side files so it holds every line but the final upload.
-        entries.append(self.put(objects.logs, self.log.finish()))
         self.check_cancelled()
         entries.append(
             velero.ManifestEntry(objects.backup_json, len(backup_json), hashlib.sha256(backup_json).hexdigest())
