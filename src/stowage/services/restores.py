@@ -151,11 +151,20 @@ class RestoreService:
                 raise errors.Conflict(
                     f"The location of backup '{backup.name}' was deleted, so its objects cannot be reached."
                 )
-            name = restore_name(backup.name, now)
-            if session.scalar(
-                select(Restore.id).where(Restore.destination_cluster_id == destination.id, Restore.name == name)
-            ):
-                raise errors.Conflict(f"A restore named '{name}' was just created; try again in a second.")
+            base = restore_name(backup.name, now)
+            taken = set(
+                session.scalars(
+                    select(Restore.name).where(
+                        Restore.destination_cluster_id == destination.id, Restore.name.like(f"{base}%")
+                    )
+                )
+            )
+            # A preview confirmed within the same second (or a script) gets the next free suffix, not a 409.
+            name = next(
+                candidate
+                for candidate in (base, *(f"{base[: 63 - len(str(n)) - 1]}-{n}" for n in range(2, 1000)))
+                if candidate not in taken
+            )
             row = Restore(
                 project_id=project.id,
                 destination_cluster_id=destination.id,
