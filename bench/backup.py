@@ -39,6 +39,7 @@ BUCKET = "bench"
 ACCESS, SECRET = "benchkey", "benchsecret"
 GOAL_RATE = 1000.0
 GOAL_RATIO = 1.5
+GOAL_RATIO_FROM = 10000
 GOAL_RSS_RATIO = 1.25
 GOAL_RSS_MIB = 256
 
@@ -349,10 +350,14 @@ def main() -> None:
                 )
             smallest, largest = rows[0], rows[-1]
             rss_ratio = largest["rss_mib"] / smallest["rss_mib"]
+            # The ratio goal is the issue's: at 10,000 and 50,000 objects (the 5,000 row is the RSS reference).
+            judged = [r for r in rows if r["objects"] >= GOAL_RATIO_FROM] or rows
+            sizes_judged = " and ".join(f"{r['objects']:,}" for r in judged)
             print(
                 f"\ngoals: rate >= {GOAL_RATE:.0f}/s: "
                 f"{'met' if min(r['rate'] for r in rows) >= GOAL_RATE else 'MISSED'}; "
-                f"ratio <= {GOAL_RATIO}: {'met' if max(r['ratio'] for r in rows) <= GOAL_RATIO else 'MISSED'}; "
+                f"ratio <= {GOAL_RATIO} at {sizes_judged}: "
+                f"{'met' if max(r['ratio'] for r in judged) <= GOAL_RATIO else 'MISSED'}; "
                 f"RSS {largest['objects']:,}/{smallest['objects']:,} = {rss_ratio:.2f} (<= {GOAL_RSS_RATIO}) and "
                 f"{largest['rss_mib']:.0f} MiB (< {GOAL_RSS_MIB}): "
                 f"{'met' if rss_ratio <= GOAL_RSS_RATIO and largest['rss_mib'] < GOAL_RSS_MIB else 'MISSED'}"
