@@ -264,19 +264,6 @@ class _Item:
         return ItemResult(self.api_version, self.kind, self.target_namespace, self.target_name, action.value, reason)
 
 
-def _status_message(exc: ApiException) -> str:
-    """The apiserver's own words (a Status ``message`` names verb and resource on 403), else status and reason."""
-    body = getattr(exc, "body", None)
-    message = ""
-    if body:
-        try:
-            message = str(json.loads(body).get("message") or "")
-        except (ValueError, AttributeError):
-            message = str(body)[:500]
-    head = f"{exc.status} {exc.reason}".strip()
-    return f"{head}: {message}" if message else head
-
-
 class _Log:
     """Live log lines to the caller, and the same lines gzip'd for ``restore-<name>-logs.gz``."""
 
@@ -778,7 +765,7 @@ class _Engine:
                     return
             self.record(item, self.create(item, body))
         except ApiException as exc:
-            self.record(item, item.result(ItemAction.FAILED, _status_message(exc)))
+            self.record(item, item.result(ItemAction.FAILED, kube.status_message(exc)))
 
     def create(self, item: _Item, body: dict[str, Any]) -> ItemResult:
         path = item.collection_path()
@@ -791,13 +778,13 @@ class _Engine:
                 if exc.status == 409:
                     found = self.get(item.object_path())
                     if found is None:  # deleted meanwhile: the next attempt says what is what
-                        return item.result(ItemAction.FAILED, _status_message(exc))
+                        return item.result(ItemAction.FAILED, kube.status_message(exc))
                     return self.existing(item, body, found)
                 if exc.status == 404 and delays:
                     # A CRD just Established may take a moment to reach the apiserver's handlers.
                     time.sleep(delays.pop(0))
                     continue
-                return item.result(ItemAction.FAILED, _status_message(exc))
+                return item.result(ItemAction.FAILED, kube.status_message(exc))
 
     def existing(self, item: _Item, body: dict[str, Any], found: dict[str, Any]) -> ItemResult:
         """The existing-resource policy for an object that is already there (preview or real)."""
@@ -820,7 +807,7 @@ class _Engine:
                 content_type="application/merge-patch+json",
             )
         except ApiException as exc:
-            reason = f"exists, different, and the update was refused: {_status_message(exc)}"
+            reason = f"exists, different, and the update was refused: {kube.status_message(exc)}"
             return item.result(ItemAction.CONFLICT if self.dry_run else ItemAction.FAILED, reason)
         return item.result(ItemAction.UPDATE if self.dry_run else ItemAction.UPDATED, "exists, different")
 
@@ -917,7 +904,7 @@ class _Engine:
                     return
             self.record(item, item.result(ItemAction.CREATE))
         except ApiException as exc:
-            self.record(item, item.result(ItemAction.CONFLICT, _status_message(exc)))
+            self.record(item, item.result(ItemAction.CONFLICT, kube.status_message(exc)))
 
     def problems_ahead(self, chosen: list[_Item]) -> None:
         """What a preview finds before any item: missing CRDs, StorageClasses, CSI drivers, clashes, regions."""
@@ -1137,7 +1124,7 @@ class _Engine:
             return self.end(RestorePhase.FAILED, reason)
         except ApiException as exc:
             self.flush()
-            reason = f"The Kubernetes API refused a request of the agent: {_status_message(exc)}."
+            reason = f"The Kubernetes API refused a request of the agent: {kube.status_message(exc)}."
             if exc.status in (401, 403):
                 reason += (
                     " Check the agent's credentials and that its ServiceAccount may read and create what it restores."
