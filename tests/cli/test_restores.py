@@ -335,7 +335,7 @@ def test_wait_exit_codes_completed_0_partially_failed_4_failed_1(
     with RestoreAgent(server, source, backup, steps=((0, 0, ()),), pause=0, outcome=failed):
         result = restore(stowage, source["name"], backup, "--wait", *FAST)
     assert result.exit_code == 1, result.output
-    started = re.match(rf"Restore ({backup}-\d{{14}}) Failed: 0 items restored", result.stdout)
+    started = re.match(rf"Restore ({backup}-\d{{14}}(?:-\d+)?) Failed: 0 items restored", result.stdout)
     assert started, result.stdout
     assert result.stderr.splitlines()[-1] == f"Error: restore {started.group(1)} Failed: {reason}"
 
