@@ -29,7 +29,9 @@ log = logging.getLogger("stowage.scheduler")
 QUEUE = "revalidation"
 # A claimed location is not handed out again for this long, even if its job is lost.
 CLAIM_LEASE_SECONDS = 600
-STOP_TIMEOUT_SECONDS = 3.0
+# Closing the job store while its database is gone only waits out retries: give up soon (a server that does not
+# stop on SIGTERM gets SIGKILLed by its supervisor anyway, losing more).
+STOP_TIMEOUT_SECONDS = 1.5
 # A worker that stopped on its own (lost database connection) is started again after 1, 2, 4 ... 30 s.
 WORKER_RESTART_MIN_SECONDS = 1.0
 WORKER_RESTART_MAX_SECONDS = 30.0
