@@ -171,9 +171,12 @@ class RevalidationScheduler:
         """Stop the worker and close the job store, giving up after ``timeout`` seconds."""
         # Bounded: with the database gone, procrastinate keeps retrying its connections and a shutdown that
         # waits for it never ends (the process would then only die to SIGKILL).
-        try:
-            await asyncio.wait_for(self._stop(), timeout)
-        except TimeoutError:
+        # Not wait_for: on timeout it cancels and then *waits for the cancellation to finish*, and the job
+        # store's connection pool shields its close, so a vanished database still held the shutdown for ~10 s.
+        stopping = asyncio.ensure_future(self._stop())
+        done, _ = await asyncio.wait({stopping}, timeout=timeout)
+        if not done:
+            stopping.cancel()
             log.warning("the re-validation worker did not stop within %s s; leaving it behind", timeout)
 
     async def _stop(self) -> None:
