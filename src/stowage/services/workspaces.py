@@ -419,11 +419,19 @@ class WorkspaceService:
             session.flush()
             restore_id = row.id
             plan = [(p.cluster_id, p.id, p.phase) for p in parts]
+            # Names of every cluster of the backup, members or not, so a skip can name the cluster.
+            names = {c.id: c.name for c in session.scalars(select(Cluster).where(Cluster.id.in_([p[0] for p in plan])))}
         skipped: list[dict[str, Any]] = []
         for cluster_id, backup_id, phase in plan:
             cluster = members.get(cluster_id)
             if cluster is None:
-                skipped.append({"clusterId": cluster_id, "reason": "The cluster is no longer in the workspace."})
+                skipped.append(
+                    {
+                        "clusterId": cluster_id,
+                        "clusterName": names.get(cluster_id, cluster_id),
+                        "reason": "The cluster is no longer in the workspace.",
+                    }
+                )
                 continue
             if phase not in (BackupPhase.COMPLETED.value, BackupPhase.PARTIALLY_FAILED.value):
                 skipped.append(
