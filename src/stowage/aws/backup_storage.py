@@ -67,7 +67,7 @@ class BackupStorage:
             endpoint_url=(spec.s3_url or None) if service == "s3" else None,
             verify=ca_path,
             force_path_style=spec.force_path_style if service == "s3" else False,
-            config=clients.DATA_CONFIG,
+            config=clients.CONTROL_CONFIG,
             # A location's own s3Url is user input: its resolved addresses are checked on every connection.
             allow_private=self._allow_private if service == "s3" and spec.s3_url else None,
         )

@@ -45,6 +45,16 @@ DATA_CONFIG = botocore.config.Config(
     parameter_validation=False,
 )
 
+# The control plane's own calls on backups (deleting objects and snapshots, reading side files): small requests
+# that must not hold a deletion for minutes when the endpoint is unreachable (the deletion then fails with the
+# reason and can be retried), yet ride out transient faults.
+CONTROL_CONFIG = botocore.config.Config(
+    connect_timeout=5,
+    read_timeout=60,
+    retries={"total_max_attempts": 4, "mode": "standard"},
+    parameter_validation=False,
+)
+
 # DNS suffix of each partition's service endpoints.
 PARTITION_DNS_SUFFIX = {"aws": "amazonaws.com", "aws-us-gov": "amazonaws.com", "aws-cn": "amazonaws.com.cn"}
 
