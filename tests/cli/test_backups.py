@@ -23,7 +23,8 @@ import httpx
 import pytest
 from typer.testing import Result
 
-from stowage.cli.backups import PRESET_CRONS, ProgressLine, SchedulePreset, bar, duration, human_size
+from stowage.cli.backups import PRESET_CRONS, SchedulePreset, bar, duration, human_size
+from stowage.cli.progress import ProgressLine
 from stowage.domain.schedules import PRESETS
 from tests.agents.helpers import agent_client, create_location, register
 from tests.cli.conftest import Run, invoke
@@ -159,7 +160,7 @@ def test_the_bar_redraws_in_place_on_a_terminal_and_adds_lines_elsewhere() -> No
     ]
     tty, log = Terminal(), io.StringIO()
     for stream in (tty, log):
-        line = ProgressLine(stream)
+        line = ProgressLine(bar, stream)
         for state in states:
             line.show(state)
         line.close()

@@ -21,7 +21,8 @@ import pytest
 from typer.testing import Result
 
 from stowage.cli.client import UsageProblem
-from stowage.cli.restores import ProgressLine, bar, parse_mapping, problems_text, tally
+from stowage.cli.progress import ProgressLine
+from stowage.cli.restores import bar, parse_mapping, problems_text, tally
 from tests.agents.helpers import agent_client
 from tests.cli.conftest import Run
 from tests.cli.test_backups import FAST, Agent, _cluster, _json, _name, _now
@@ -182,7 +183,7 @@ def test_mapping_tally_bar_and_problems_read_well() -> None:
             return True
 
     tty = Terminal()
-    progress = ProgressLine(tty)
+    progress = ProgressLine(bar, tty)
     state = {"restoreName": "r", "phase": "New", "progress": {"totalItems": 0, "itemsRestored": 0}}
     progress.show(state)
     progress.show(state)

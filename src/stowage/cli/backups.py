@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import enum
 import json
-import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import typer
 
@@ -26,6 +24,7 @@ from stowage.cli.common import (
     project_path,
 )
 from stowage.cli.locations import resolve
+from stowage.cli.progress import wait_for
 from stowage.cli.render import NONE, echo_json, fields, table, when, yes_no
 from stowage.domain.backups import DEFAULT_DURATION_HOURS, ClusterResourceMode
 from stowage.domain.schedules import PRESETS
@@ -254,45 +253,6 @@ def bar(backup: dict[str, Any]) -> str:
     return f"{backup.get('backupName')}  {backup.get('phase')}  [{'#' * filled}{'-' * (BAR_WIDTH - filled)}]  {count}"
 
 
-class ProgressLine:
-    """The progress bar on stderr: redrawn in place on a terminal, a new line per change otherwise (CI logs)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
-        self._last = ""
-
-    def show(self, backup: dict[str, Any]) -> None:
-        """Draw the backup's progress if it changed."""
-        line = bar(backup)
-        if line == self._last:
-            return
-        self._last = line
-        if self._tty:
-            self._stream.write(f"\r\x1b[2K{line}")
-        else:
-            self._stream.write(f"{line}\n")
-        self._stream.flush()
-
-    def close(self) -> None:
-        """End the line a terminal was redrawing."""
-        if self._tty and self._last:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def _poll_until_finished(
-    client: StowageClient, path: str, interval: float, on_change: Callable[[dict[str, Any]], None]
-) -> dict[str, Any]:
-    """GET the backup until its agent's work is over (or it is being deleted)."""
-    while True:
-        backup: dict[str, Any] = client.get(path)
-        on_change(backup)
-        if backup.get("phase") in FINISHED or backup.get("phase") == "Deleting":
-            return backup
-        time.sleep(interval)
-
-
 def _exit_for(backup: dict[str, Any]) -> None:
     """Exit 0 for Completed, 4 for PartiallyFailed, 1 for Failed or a deleted backup, with the reason."""
     phase = backup.get("phase")
@@ -357,15 +317,15 @@ def create_backup(
             typer.echo(f"Follow it with: stowage backups logs {created['clusterName']} {created['backupName']} -f")
             return
         path = _backups(project, created["clusterId"], created["id"])
-        if conn.json:
-            # Scripts get the final Backup only; the exit code says how it ended.
-            final = _poll_until_finished(client, path, interval, lambda _: None)
-        else:
-            line = ProgressLine()
-            try:
-                final = _poll_until_finished(client, path, interval, line.show)
-            finally:
-                line.close()
+        # Scripts (--output json) get the final Backup only; the exit code says how it ended. A backup being
+        # deleted meanwhile ends the wait too.
+        final = wait_for(
+            client,
+            path,
+            interval,
+            done=lambda b: b.get("phase") in FINISHED or b.get("phase") == "Deleting",
+            render=None if conn.json else bar,
+        )
     if conn.json:
         echo_json(final)
     else:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import enum
 import json
-import sys
 import time
-from collections.abc import Callable
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any
 
 import typer
 
 from stowage.cli.backups import EXIT_PARTIALLY_FAILED, FINISHED, duration
-from stowage.cli.client import StowageClient, UsageProblem
+from stowage.cli.client import UsageProblem
 from stowage.cli.common import (
     EXIT_API_ERROR,
     OutputOption,
@@ -23,6 +21,7 @@ from stowage.cli.common import (
     fail,
     project_path,
 )
+from stowage.cli.progress import wait_for
 from stowage.cli.render import NONE, echo_json, fields, table, when, yes_no
 from stowage.domain.backups import ClusterResourceMode
 
@@ -197,41 +196,6 @@ def bar(restore: dict[str, Any]) -> str:
     )
 
 
-class ProgressLine:
-    """The progress bar on stderr: redrawn in place on a terminal, a new line per change otherwise (CI logs)."""
-
-    def __init__(self, stream: TextIO | None = None) -> None:
-        self._stream = stream or sys.stderr
-        self._tty = self._stream.isatty()
-        self._last = ""
-
-    def show(self, restore: dict[str, Any]) -> None:
-        """Draw the restore's progress if it changed."""
-        line = bar(restore)
-        if line == self._last:
-            return
-        self._last = line
-        self._stream.write(f"\r\x1b[2K{line}" if self._tty else f"{line}\n")
-        self._stream.flush()
-
-    def close(self) -> None:
-        """End the line a terminal was redrawing."""
-        if self._tty and self._last:
-            self._stream.write("\n")
-            self._stream.flush()
-
-
-def _poll_until_finished(
-    client: StowageClient, path: str, interval: float, on_change: Callable[[dict[str, Any]], None]
-) -> dict[str, Any]:
-    while True:
-        restore: dict[str, Any] = client.get(path)
-        on_change(restore)
-        if restore.get("phase") in FINISHED:
-            return restore
-        time.sleep(interval)
-
-
 def _exit_for(restore: dict[str, Any]) -> None:
     """Exit 0 for Completed, 4 for PartiallyFailed, 1 for Failed, with the reason on stderr."""
     phase = restore.get("phase")
@@ -376,15 +340,10 @@ def create_restore(
             typer.echo(f"Follow it with: stowage restores show {destination} {name}")
             return
         path = _restores(project, created["destinationClusterId"], created["id"])
-        if conn.json:
-            # Scripts get the final Restore only; the exit code says how it ended.
-            final = _poll_until_finished(client, path, interval, lambda _: None)
-        else:
-            line = ProgressLine()
-            try:
-                final = _poll_until_finished(client, path, interval, line.show)
-            finally:
-                line.close()
+        # Scripts (--output json) get the final Restore only; the exit code says how it ended.
+        final = wait_for(
+            client, path, interval, done=lambda r: r.get("phase") in FINISHED, render=None if conn.json else bar
+        )
     if conn.json:
         echo_json(final)
     else:
