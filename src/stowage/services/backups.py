@@ -310,17 +310,9 @@ class BackupService:
         limit = max(1, min(limit, LOG_PAGE_MAX))
         with self._db.session() as session:
             _, _, row = load_backup(session, principal, project_ref, cluster_ref, name)
-            lines = [
-                LogLine(r.id, r.at, r.level, r.message)
-                for r in session.scalars(
-                    select(BackupLogLine)
-                    .where(BackupLogLine.backup_id == row.id, BackupLogLine.id > after)
-                    .order_by(BackupLogLine.id)
-                    .limit(limit)
-                )
-            ]
-            finished = BackupPhase(row.phase).finished and len(lines) < limit
-            return LogPage(lines=lines, next_after=lines[-1].id if lines else after, finished=finished)
+            return log_page(
+                session, BackupLogLine, BackupLogLine.backup_id, row.id, after, limit, BackupPhase(row.phase).finished
+            )
 
     def contents(self, principal: Principal, project_ref: str, cluster_ref: str, name: str) -> Contents:
         """The resource list of a finished backup (read from the bucket) and its per-item warnings and errors."""
@@ -853,6 +845,19 @@ def touch_cluster(session: Session, agent: AgentPrincipal, now: datetime) -> Non
         .where(Cluster.id == agent.cluster_id)
         .values(last_heartbeat_at=now)
         .execution_options(synchronize_session=False)
+    )
+
+
+def log_page(
+    session: Session, table: Any, owner_column: Any, owner_id: str, after: int, limit: int, job_finished: bool
+) -> LogPage:
+    """A job's log lines after the cursor; ``finished`` once the job ended and no more lines are left."""
+    rows: list[Any] = list(
+        session.scalars(select(table).where(owner_column == owner_id, table.id > after).order_by(table.id).limit(limit))
+    )
+    lines = [LogLine(r.id, r.at, r.level, r.message) for r in rows]
+    return LogPage(
+        lines=lines, next_after=lines[-1].id if lines else after, finished=job_finished and len(lines) < limit
     )
 
 

@@ -34,12 +34,12 @@ from stowage.domain.restores import (
 )
 from stowage.services.backups import (
     LOG_PAGE_MAX,
-    LogLine,
     LogPage,
     add_log_lines,
     claim_new,
     load_backup,
     load_cluster,
+    log_page,
     raise_problems,
     touch_cluster,
 )
@@ -251,17 +251,15 @@ class RestoreService:
         limit = max(1, min(limit, LOG_PAGE_MAX))
         with self._db.session() as session:
             _, _, row = _load_restore(session, principal, project_ref, cluster_ref, name)
-            lines = [
-                LogLine(r.id, r.at, r.level, r.message)
-                for r in session.scalars(
-                    select(RestoreLogLine)
-                    .where(RestoreLogLine.restore_id == row.id, RestoreLogLine.id > after)
-                    .order_by(RestoreLogLine.id)
-                    .limit(limit)
-                )
-            ]
-            finished = RestorePhase(row.phase).finished and len(lines) < limit
-            return LogPage(lines=lines, next_after=lines[-1].id if lines else after, finished=finished)
+            return log_page(
+                session,
+                RestoreLogLine,
+                RestoreLogLine.restore_id,
+                row.id,
+                after,
+                limit,
+                RestorePhase(row.phase).finished,
+            )
 
     # -- agents ----------------------------------------------------------------------------------------
     def work_for(self, agent: AgentPrincipal) -> list[tuple[str, str, dict[str, Any]]]:
